@@ -1,0 +1,1 @@
+"""The `lineage` command line: parse, call one Workspace method, print."""

@@ -1,0 +1,1 @@
+"""The lineage graph database: schema, engine and migrations."""

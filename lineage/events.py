@@ -1,0 +1,71 @@
+"""Announce new versions to Prefect as events (`lineage.model.committed`).
+
+Prefect is imported lazily: lineage works without a Prefect API, and emits only
+when one is configured (workspace config, or PREFECT_API_URL).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from lineage.errors import OrchestrationError
+
+if TYPE_CHECKING:
+    from lineage.records import VersionInfo
+    from lineage.workspace import Workspace
+
+COMMITTED_EVENT = "lineage.model.committed"
+
+
+def prefect_api_url(workspace: Workspace) -> str | None:
+    return workspace.config.prefect_api_url or os.environ.get("PREFECT_API_URL") or None
+
+
+def event_payload(workspace: Workspace, version: VersionInfo) -> dict[str, Any]:
+    previous = version.previous_version
+    return {
+        "workspace": str(workspace.root),
+        "model": version.model,
+        "version": version.number,
+        "ref": version.ref,
+        "previous": previous.ref if previous else None,
+        "parents": [link.ref for link in version.derivation_parents],
+    }
+
+
+def emit_committed(workspace: Workspace, version: VersionInfo) -> str:
+    """Emit the event now; returns the event id. Raises OrchestrationError on failure."""
+    from prefect.events import emit_event
+
+    api_url = prefect_api_url(workspace)
+    resource = {
+        "prefect.resource.id": f"lineage.model.{version.model}",
+        "prefect.resource.name": version.model,
+        "lineage.version": str(version.number),
+    }
+    try:
+        if api_url:
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings({PREFECT_API_URL: api_url}):
+                event = emit_event(
+                    COMMITTED_EVENT, resource=resource, payload=event_payload(workspace, version)
+                )
+        else:
+            event = emit_event(
+                COMMITTED_EVENT, resource=resource, payload=event_payload(workspace, version)
+            )
+    except Exception as exc:
+        raise OrchestrationError(f"could not emit {COMMITTED_EVENT} to Prefect: {exc}") from exc
+    if event is None:
+        raise OrchestrationError(f"Prefect did not accept the {COMMITTED_EVENT} event")
+    return str(event.id)
+
+
+def emit_if_configured(workspace: Workspace, version: VersionInfo) -> bool:
+    """Emit when a Prefect API is configured; a no-op (False) on a laptop without one."""
+    if not prefect_api_url(workspace):
+        return False
+    emit_committed(workspace, version)
+    return True

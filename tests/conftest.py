@@ -1,0 +1,168 @@
+"""Shared fixtures: service discovery (skip on a laptop, fail under CI), a real
+PostgreSQL server for the graph DB, tiny safetensors models, workspaces."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip when a service is missing on a laptop; under CI=true that is a failure."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but a required service is missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_bin() -> Path | None:
+    candidates = [os.environ.get("LINEAGE_PG_BIN", "")]
+    candidates += sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
+    which = shutil.which("pg_ctl")
+    if which:
+        candidates.append(str(Path(which).resolve().parent))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port; yields an admin URL."""
+    bin_dir = _postgres_bin()
+    require_service(bin_dir is not None, "PostgreSQL binaries (initdb, pg_ctl) not found")
+    assert bin_dir is not None
+    # Not under pytest's tmp dir: that is private to root, and the server runs as
+    # the postgres user when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="lineage-pg-"))
+    data = base / "data"
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root: run it as the postgres OS user.
+        shutil.chown(base, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    initdb = subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "lineage", "-A", "trust"],
+        capture_output=True,
+        text=True,
+    )
+    if initdb.returncode != 0:
+        pytest.fail(f"initdb failed: {initdb.stderr.strip()}")
+    port = free_port()
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://lineage@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_db_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"lineage_test_{os.getpid()}_{next(_db_counter)}_{int(time.time() * 1000) % 100000}"
+    with psycopg.connect(postgres_server + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def graph_url(request: pytest.FixtureRequest) -> str:
+    """Run a test on both graph backends: '' (embedded SQLite) and PostgreSQL."""
+    if request.param == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) -> Path:
+    """A small HF-like directory with a config and one safetensors file."""
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors = {
+        "embeddings.weight": (rng.standard_normal((64, 16)) * scale).astype(np.float32),
+        "layer.0.weight": (rng.standard_normal((16, 16)) * scale).astype(np.float32),
+        "layer.0.bias": np.zeros(16, dtype=np.float32),
+    }
+    save_file(tensors, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
+    return directory
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Factory: tiny_weights(seed) -> a fresh directory of tiny weights."""
+    counter = iter(range(10_000))
+
+    def make(seed: int = 0, scale: float = 1.0) -> Path:
+        return write_tiny_weights(tmp_path / f"weights-{next(counter)}", seed, scale=scale)
+
+    return make
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, graph_url: str):  # type: ignore[no-untyped-def]
+    """A fresh workspace on SQLite and on PostgreSQL."""
+    from lineage.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", graph_url=graph_url)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from lineage.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    yield ws
+    ws.close()
