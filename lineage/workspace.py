@@ -30,7 +30,6 @@ from lineage import graph
 from lineage.config import CONFIG_FILE, LINEAGE_DIR, WorkspaceConfig, find_workspace_root
 from lineage.db import schema as t
 from lineage.db.engine import is_sqlite, make_engine
-from lineage.db.migrate import upgrade
 from lineage.errors import (
     CycleError,
     LineageError,
@@ -128,6 +127,8 @@ class Workspace:
         # Migrate before the config file exists, so a failed init leaves no workspace.
         lineage_dir.mkdir(parents=True, exist_ok=True)
         (lineage_dir / "objects").mkdir(exist_ok=True)
+        from lineage.db.migrate import upgrade  # alembic is slow to import: only here
+
         try:
             upgrade(workspace.engine)
         except Exception as exc:

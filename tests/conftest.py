@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from lineage.testing import write_tiny_weights
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -120,22 +121,6 @@ def graph_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return ""
     return str(request.getfixturevalue("postgres_url"))
-
-
-def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) -> Path:
-    """A small HF-like directory with a config and one safetensors file."""
-    from safetensors.numpy import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    tensors = {
-        "embeddings.weight": (rng.standard_normal((64, 16)) * scale).astype(np.float32),
-        "layer.0.weight": (rng.standard_normal((16, 16)) * scale).astype(np.float32),
-        "layer.0.bias": np.zeros(16, dtype=np.float32),
-    }
-    save_file(tensors, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
-    return directory
 
 
 @pytest.fixture

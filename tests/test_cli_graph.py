@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lineage.testing import write_tiny_weights
+
 LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
 
 
@@ -24,10 +26,16 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return result
 
 
-@pytest.fixture
-def cli_ws(tmp_path, tiny_weights):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def cli_ws(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One workspace for the module: the commands below only read it, or are refused."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+
+    def tiny_weights(seed: int) -> Path:
+        return write_tiny_weights(tmp_path / f"w{seed}", seed)
+
     root = tmp_path / "ws"
-    run(["init", str(root)], tmp_path)
+    run(["init", str(root), "--no-tracking"], tmp_path)
     run(["add", "base", "--from", str(tiny_weights(0)), "-m", "the base"], root)
     run(
         ["add", "ft", "--from", str(tiny_weights(1)), "--parent", "base@1", "--kind", "finetune"],
@@ -65,9 +73,9 @@ def test_graph_formats(cli_ws: Path, fmt: str) -> None:
         assert out.startswith("digraph lineage")
 
 
-def test_checkout_round_trip_is_bit_exact(cli_ws: Path, tmp_path: Path, tiny_weights) -> None:
+def test_checkout_round_trip_is_bit_exact(cli_ws: Path, tmp_path: Path) -> None:
     run(["checkout", "ft@1", str(tmp_path / "out")], cli_ws)
-    original = tiny_weights(1)
+    original = write_tiny_weights(tmp_path / "again", 1)
     for name in ("model.safetensors", "config.json"):
         assert (tmp_path / "out" / name).read_bytes() == (original / name).read_bytes()
 

@@ -114,13 +114,16 @@ def test_bad_input_leaves_db_and_store_unchanged(workspace, tiny_weights, tmp_pa
     _family(workspace, tiny_weights)
     before = (_counts(workspace), _object_files(workspace))
     fresh = tiny_weights(99)
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "config.json").write_text("{}")
     bad_calls = [
         (ModelExistsError, lambda: workspace.add("base", source=fresh)),
         (ModelNotFoundError, lambda: workspace.add("x", source=fresh, parents=["nope@1"])),
         (VersionNotFoundError, lambda: workspace.add("x", source=fresh, parents=["base@7"])),
         (CycleError, lambda: workspace.add("x", source=fresh, parents=["x@1"])),
         (WeightsError, lambda: workspace.add("x", source=tmp_path / "missing")),
-        (WeightsError, lambda: workspace.add("x", source=tmp_path)),  # no weights in it
+        (WeightsError, lambda: workspace.add("x", source=empty)),  # no weights in it
         (UsageError, lambda: workspace.add("x", source=fresh, parents=["base@1"], kind="nope")),
         (UsageError, lambda: workspace.add("a/b", source=fresh)),
         (UsageError, lambda: workspace.add("x", source=fresh, parents=["a@@1"])),

@@ -1,0 +1,268 @@
+"""`ObjectStore`: the object layer's interface, shared by the local and S3 backends.
+
+A backend implements a handful of primitives on keys (atomic durable put, get, ranged
+get, exists, delete, list, touch) and a lock; everything above (objects, manifests, the
+decoded-tensor cache) is written once here against those primitives.
+
+Keys: ``objects/ab/<sha256>`` for objects, ``manifests/<id>.json`` for manifests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lineage.errors import CorruptObjectError, MissingObjectError
+from lineage.store import objects
+
+if TYPE_CHECKING:
+    from lineage.store.manifest import Manifest
+
+DEFAULT_CACHE_BYTES = 768 << 20
+DEFAULT_MAX_CHAIN_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed key: its name, size in bytes and modification time (epoch seconds)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+class DecodedCache:
+    """A byte-bounded LRU of verified decoded tensors, so delta bases are decoded once.
+
+    Bounded so a family never has to fit in memory; shared by the ingest and checkout
+    threads (hence the lock).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, oid: str) -> np.ndarray | None:
+        """The cached decoded bytes of `oid`, or None."""
+        with self._lock:
+            item = self._items.get(oid)
+            if item is not None:
+                self._items.move_to_end(oid)
+            return item
+
+    def put(self, oid: str, data: np.ndarray) -> None:
+        """Remember verified decoded bytes; evicts least recently used entries."""
+        if data.nbytes > self.capacity // 4:
+            return  # one huge tensor must not flush everything else
+        data.flags.writeable = False
+        with self._lock:
+            if oid in self._items:
+                return
+            self._items[oid] = data
+            self._size += data.nbytes
+            while self._size > self.capacity and self._items:
+                _, old = self._items.popitem(last=False)
+                self._size -= old.nbytes
+
+    def clear(self) -> None:
+        """Drop everything (tests use this to force reads from the backend)."""
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+
+class ObjectStore(ABC):
+    """Content-addressed objects and manifests, on a local folder or an S3 bucket.
+
+    Example:
+        >>> store = ObjectStore.open(".lineage/objects")           # doctest: +SKIP
+        >>> store = ObjectStore.open("s3://bucket/models", endpoint_url=url)  # doctest: +SKIP
+    """
+
+    location: str
+
+    def __init__(
+        self,
+        *,
+        max_chain_depth: int = DEFAULT_MAX_CHAIN_DEPTH,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        workers: int | None = None,
+    ) -> None:
+        self.max_chain_depth = max_chain_depth
+        self.cache = DecodedCache(cache_bytes)
+        self.workers = workers
+        self._known: set[str] = set()
+        self._headers: dict[str, dict[str, Any]] = {}
+        self._meta_lock = threading.Lock()
+        #: manifest id -> sketch, so parent discovery reads each manifest once
+        self.sketches: dict[str, list[int]] = {}
+
+    # -- opening -------------------------------------------------------------------
+    @staticmethod
+    def open(location: str | Path, **options: Any) -> ObjectStore:
+        """Open (creating if needed) the store at a folder path or an ``s3://`` URL.
+
+        S3 options: ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
+        ``region_name`` (default from the usual AWS environment variables) and
+        ``lock_dir`` (a local folder for the ingest/gc lock). Common options:
+        ``max_chain_depth``, ``cache_bytes``, ``workers``.
+        """
+        text = str(location)
+        if text.startswith("s3://"):
+            from lineage.store.s3 import S3ObjectStore
+
+            return S3ObjectStore(text, **options)
+        from lineage.store.local import LocalObjectStore
+
+        return LocalObjectStore(Path(text), **options)
+
+    # -- backend primitives ------------------------------------------------------------
+    @abstractmethod
+    def _put(self, key: str, parts: list[bytes | memoryview]) -> None:
+        """Write `key` atomically and durably (it appears whole or not at all)."""
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes:
+        """Read a whole key; `KeyError` if absent."""
+
+    @abstractmethod
+    def _get_prefix(self, key: str, length: int) -> bytes:
+        """Read the first `length` bytes of a key; `KeyError` if absent."""
+
+    @abstractmethod
+    def _exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+
+    @abstractmethod
+    def _delete(self, key: str) -> None:
+        """Remove `key` (no error if absent)."""
+
+    @abstractmethod
+    def _list(self, prefix: str) -> Iterator[Entry]:
+        """Every key under `prefix`."""
+
+    @abstractmethod
+    def _touch(self, key: str) -> None:
+        """Refresh `key`'s modification time (gc's grace period counts from it)."""
+
+    @abstractmethod
+    def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        """Ingests hold it shared, gc holds it exclusive."""
+
+    def flush(self) -> None:  # noqa: B027  (a no-op where puts are durable on return)
+        """Make every completed `_put` durable (directory entries included)."""
+
+    def remove_stale_temp(self, older_than: float) -> int:
+        """Delete temp files of killed writers older than epoch `older_than`; their count."""
+        return 0
+
+    # -- objects -------------------------------------------------------------------
+    @staticmethod
+    def object_key(oid: str) -> str:
+        """The key an object lives under."""
+        return f"objects/{oid[:2]}/{oid}"
+
+    def has_object(self, oid: str) -> bool:
+        """Whether the object is stored (remembered once seen)."""
+        if oid in self._known:
+            return True
+        if self._exists(self.object_key(oid)):
+            with self._meta_lock:
+                self._known.add(oid)
+            return True
+        return False
+
+    def refresh_object(self, oid: str) -> None:
+        """Mark an existing object as in use now, so a concurrent gc's grace period spares it."""
+        with contextlib.suppress(KeyError, FileNotFoundError):
+            self._touch(self.object_key(oid))
+
+    def put_object(self, oid: str, parts: list[bytes | memoryview]) -> None:
+        """Store an encoded object under its id (durable once `flush` returns)."""
+        self._put(self.object_key(oid), parts)
+        with self._meta_lock:
+            self._known.add(oid)
+
+    def read_object(self, oid: str) -> bytes:
+        """The encoded bytes of an object; `MissingObjectError` if absent."""
+        try:
+            return self._get(self.object_key(oid))
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing from the store") from None
+
+    def object_header(self, oid: str) -> dict[str, Any]:
+        """An object's header, read from its first bytes (cached: objects never change)."""
+        cached = self._headers.get(oid)
+        if cached is not None:
+            return cached
+        try:
+            head = self._get_prefix(self.object_key(oid), objects.HEADER_PEEK)
+            total = objects.header_length(head)
+            if total is not None and total > len(head):
+                head = self._get_prefix(self.object_key(oid), total)
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing from the store") from None
+        header, _ = objects.unpack(oid, head[: total or len(head)])
+        self._remember_header(oid, header)
+        return header
+
+    def _remember_header(self, oid: str, header: dict[str, Any]) -> None:
+        with self._meta_lock:
+            self._headers[oid] = header
+
+    def iter_objects(self) -> Iterator[Entry]:
+        """Every stored object (key is the object id)."""
+        for entry in self._list("objects/"):
+            name = entry.key.rsplit("/", 1)[-1]
+            if len(name) == 64:
+                yield Entry(name, entry.size, entry.mtime)
+
+    def delete_object(self, oid: str) -> None:
+        """Remove an object (gc only)."""
+        self._delete(self.object_key(oid))
+        with self._meta_lock:
+            self._known.discard(oid)
+            self._headers.pop(oid, None)
+
+    # -- manifests -------------------------------------------------------------------
+    def put_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest durably (temp, fsync, rename) and return its id."""
+        data = manifest.to_json().encode()
+        mid = objects.object_id(data)
+        self.flush()  # every object the manifest names is durable before it is
+        self._put(f"manifests/{mid}.json", [data])
+        self.flush()
+        return mid
+
+    def get_manifest(self, manifest_id: str) -> Manifest:
+        """Read and verify a manifest by id."""
+        from lineage.store.manifest import Manifest
+
+        try:
+            data = self._get(f"manifests/{manifest_id}.json")
+        except KeyError:
+            raise MissingObjectError(f"manifest {manifest_id} is missing from the store") from None
+        if objects.object_id(data) != manifest_id:
+            raise CorruptObjectError(f"manifest {manifest_id} is corrupt (hash mismatch)")
+        return Manifest.from_json(data.decode())
+
+    def iter_manifests(self) -> Iterator[Entry]:
+        """Every stored manifest (key is the manifest id)."""
+        for entry in self._list("manifests/"):
+            name = entry.key.rsplit("/", 1)[-1]
+            if name.endswith(".json"):
+                yield Entry(name[: -len(".json")], entry.size, entry.mtime)
+
+    def delete_manifest(self, manifest_id: str) -> None:
+        """Remove a manifest (gc only)."""
+        self._delete(f"manifests/{manifest_id}.json")

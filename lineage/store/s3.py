@@ -1,0 +1,149 @@
+"""The S3-compatible backend (AWS S3, SeaweedFS, MinIO...), through boto3.
+
+An S3 PUT is atomic (readers see the whole object or none) and durable when it returns,
+which is exactly what `ObjectStore._put` promises. S3 has no locks, so the ingest/gc
+lock is an flock on a local file (``lock_dir``): processes sharing a bucket should share
+that folder (e.g. the workspace), and the gc grace period covers the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lineage.errors import StoreError
+from lineage.store.backend import Entry, ObjectStore
+
+
+class S3ObjectStore(ObjectStore):
+    """An object store under ``s3://bucket/prefix``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        region_name: str | None = None,
+        lock_dir: str | Path | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StoreError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.location = url
+        self._errors = botocore.exceptions
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            region_name=region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            config=botocore.config.Config(
+                max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"}
+            ),
+        )
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        lock_root = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / "lineage-locks"
+        lock_root.mkdir(parents=True, exist_ok=True)
+        self._lock_path = lock_root / f"s3-{digest}.lock"
+        self._ensure_bucket()
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except self._errors.ClientError:
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except self._errors.ClientError as exc:
+                raise StoreError(f"cannot use bucket {self.bucket}: {exc}") from None
+        except self._errors.BotoCoreError as exc:
+            raise StoreError(f"cannot reach S3 store {self.location}: {exc}") from None
+
+    def _missing(self, exc: Exception) -> bool:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        return code in {"404", "NoSuchKey", "NotFound"}
+
+    @contextlib.contextmanager
+    def _errors_as_store_errors(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except self._errors.ClientError as exc:
+            if self._missing(exc):
+                raise KeyError(key) from None
+            raise StoreError(f"S3 request for {key} failed: {exc}") from None
+        except self._errors.BotoCoreError as exc:
+            raise StoreError(f"cannot reach S3 store {self.location}: {exc}") from None
+
+    def _put(self, key: str, parts: list[bytes | memoryview]) -> None:
+        body = b"".join(parts)
+        with self._errors_as_store_errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+
+    def _get(self, key: str) -> bytes:
+        with self._errors_as_store_errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def _get_prefix(self, key: str, length: int) -> bytes:
+        with self._errors_as_store_errors(key):
+            reply = self.client.get_object(
+                Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{max(length, 1) - 1}"
+            )
+            return reply["Body"].read()
+
+    def _exists(self, key: str) -> bool:
+        try:
+            with self._errors_as_store_errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except KeyError:
+            return False
+        return True
+
+    def _delete(self, key: str) -> None:
+        with self._errors_as_store_errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def _list(self, prefix: str) -> Iterator[Entry]:
+        strip = len(self._key(""))
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._errors_as_store_errors(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    yield Entry(item["Key"][strip:], item["Size"], item["LastModified"].timestamp())
+
+    def _touch(self, key: str) -> None:
+        # S3 objects are immutable; copying one onto itself renews its LastModified.
+        with self._errors_as_store_errors(key):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                CopySource={"Bucket": self.bucket, "Key": self._key(key)},
+                MetadataDirective="REPLACE",
+            )
+
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool) -> Iterator[None]:
+        with open(self._lock_path, "a+") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)

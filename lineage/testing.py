@@ -1,0 +1,30 @@
+"""Helpers for tests (ours and users'): tiny weight directories that need no model.
+
+For a real (tiny) transformer use `lineage.bundled.make_tiny_model`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) -> Path:
+    """A small HF-like directory: `config.json` and one `model.safetensors`.
+
+    >>> write_tiny_weights(Path("/tmp/w"), seed=1)  # doctest: +SKIP
+    PosixPath('/tmp/w')
+    """
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors = {
+        "embeddings.weight": (rng.standard_normal((64, 16)) * scale).astype(np.float32),
+        "layer.0.weight": (rng.standard_normal((16, 16)) * scale).astype(np.float32),
+        "layer.0.bias": np.zeros(16, dtype=np.float32),
+    }
+    save_file(tensors, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
+    return directory

@@ -1,0 +1,45 @@
+"""Small helpers shared by the store tests."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def write_safetensors(
+    path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]], pad: int = 0
+) -> Path:
+    """Write a safetensors file by hand (any dtype, bf16 included)."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+    text = json.dumps(header).encode() + b" " * pad
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for _, _, data in tensors.values():
+            f.write(data)
+    return path
+
+
+def f32(values: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
+    """A float32 tensor entry for `write_safetensors`."""
+    arr = np.ascontiguousarray(values, dtype=np.float32)
+    return ("F32", arr.shape, arr.tobytes())
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same relative files with the same bytes."""
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return fa == fb and all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)
