@@ -53,14 +53,25 @@ def init(
     store_url: str = typer.Option(
         "", "--store-url", help="Object store: a folder or s3://bucket/prefix."
     ),
+    tracking: bool = typer.Option(
+        True, "--tracking/--no-tracking", help="Create (migrate) the MLflow store now."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create a workspace (.lineage/ with config, graph DB and object store)."""
+    """Create a workspace (.lineage/ with config, graph DB, object store, MLflow store)."""
     from lineage.workspace import Workspace
 
     workspace = Workspace.init(directory, graph_url=db_url, store_url=store_url)
+    mlflow_uri = None
+    if tracking:
+        from lineage.tracking import init_tracking
+
+        # Migrate the MLflow DB once, here, before parallel cascade tasks touch it.
+        mlflow_uri = init_tracking(workspace)
     if json_out:
-        print_json({"root": str(workspace.root), "graph_url": workspace.graph_url})
+        print_json(
+            {"root": str(workspace.root), "graph_url": workspace.graph_url, "mlflow": mlflow_uri}
+        )
     else:
         console.print(f"Initialised lineage workspace in {workspace.root / '.lineage'}")
 
@@ -114,7 +125,7 @@ def add(
 
 
 def _auto_parent(workspace, source: Path, quiet: bool) -> list[str]:  # type: ignore[no-untyped-def]
-    from lineage.api.similar import likely_parents
+    from lineage.api.storage import likely_parents
 
     candidates = likely_parents(workspace, source)
     if not candidates:

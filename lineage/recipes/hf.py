@@ -1,0 +1,317 @@
+"""Reading and writing Hugging Face model directories, the only format recipes speak.
+
+Three layouts occur in a lineage:
+
+- `model`: `config.json` + `model.safetensors` (+ tokenizer files) — loadable by
+  `transformers` as is;
+- `adapter`: a PEFT LoRA directory (`adapter_config.json`, `adapter_model.safetensors`
+  and `lineage_adapter.json` with the label names); it needs its base model;
+- `quantized`: a `model` directory in lineage's int8 format (see `lineage.recipes.int8`).
+
+`load_for_inference` turns any of them into a float32 torch model in eval mode.
+Pickled weights (`*.bin`, `*.pt`) are refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lineage.errors import RecipeError, WeightsError
+
+log = logging.getLogger(__name__)
+
+#: Encoder families whose layout (`encoder.layer.N`, `query`/`value` projections)
+#: the training recipes rely on.
+SUPPORTED_ENCODERS = ("bert", "roberta")
+ADAPTER_META = "lineage_adapter.json"
+WEIGHTS_FILE = "model.safetensors"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+Layout = Literal["model", "adapter", "quantized"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a directory holds, read from its config and safetensors header only."""
+
+    path: Path
+    layout: Layout
+    model_type: str | None
+    has_head: bool
+    labels: tuple[str, ...] | None
+    config: dict[str, Any] = field(repr=False)
+
+    @property
+    def num_labels(self) -> int | None:
+        return len(self.labels) if self.labels else None
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and progress bars; restore afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path} is not a JSON object")
+    return data
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """Tensor names in a safetensors file, from its header (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return list(fh.keys())
+    except Exception as exc:  # safetensors raises several unrelated types
+        raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
+
+
+def inspect_model(path: str | Path) -> ModelInfo:
+    """Describe the model directory at `path`; `WeightsError` if it is not one.
+
+    >>> from lineage.bundled import minilm_path
+    >>> info = inspect_model(minilm_path())
+    >>> info.layout, info.model_type, info.has_head
+    ('model', 'bert', False)
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise WeightsError(f"model directory {str(path)!r} does not exist")
+    if (path / "adapter_config.json").is_file():
+        if not (path / "adapter_model.safetensors").is_file():
+            raise WeightsError(f"adapter directory {path} has no adapter_model.safetensors")
+        meta = _read_json(path / ADAPTER_META) if (path / ADAPTER_META).is_file() else {}
+        labels = meta.get("labels")
+        return ModelInfo(
+            path,
+            "adapter",
+            meta.get("base_model_type"),
+            bool(labels),
+            tuple(labels) if labels else None,
+            _read_json(path / "adapter_config.json"),
+        )
+    if not (path / "config.json").is_file():
+        raise WeightsError(f"{path} is not a Hugging Face model directory (no config.json)")
+    config = _read_json(path / "config.json")
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickled:
+            raise WeightsError(
+                f"{path} holds pickled weights ({', '.join(pickled)}); lineage never "
+                "unpickles: convert them to model.safetensors"
+            )
+        raise WeightsError(f"{path} has no {WEIGHTS_FILE} (sharded checkpoints are not supported)")
+    keys = safetensors_keys(weights)
+    has_head = any(k.startswith("classifier.") or ".classifier." in k for k in keys)
+    labels = None
+    if has_head:
+        id2label = config.get("id2label") or {}
+        labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) or None
+        if labels is None:
+            # transformers omits id2label when it is the default LABEL_0..N-1.
+            labels = tuple(f"LABEL_{i}" for i in range(_head_size(weights, keys)))
+    from lineage.recipes.int8 import is_quantized_config
+
+    layout: Layout = "quantized" if is_quantized_config(config) else "model"
+    return ModelInfo(path, layout, config.get("model_type"), has_head, labels, config)
+
+
+def _head_size(weights: Path, keys: list[str]) -> int:
+    from safetensors import safe_open
+
+    name = next(k for k in sorted(keys, key=len) if "classifier" in k and k.endswith("weight"))
+    if name.endswith("dense.weight"):  # RoBERTa-style head: the output is out_proj
+        name = name.replace("dense.weight", "out_proj.weight")
+    with safe_open(str(weights), framework="pt") as fh:
+        return int(fh.get_slice(name).get_shape()[0])
+
+
+def require_encoder(
+    path: Path, recipe_id: str, *, allow: tuple[Layout, ...] = ("model",)
+) -> ModelInfo:
+    """`inspect_model`, then `RecipeError` unless the recipe can train this parent."""
+    try:
+        info = inspect_model(path)
+    except WeightsError as exc:
+        raise RecipeError(f"recipe {recipe_id!r}: parent {exc}") from None
+    if info.layout not in allow:
+        hint = {
+            "adapter": "merge the adapter first (lora with merge=true) or derive from its base",
+            "quantized": "derive from the float model instead",
+        }.get(info.layout, "")
+        raise RecipeError(
+            f"recipe {recipe_id!r} cannot use parent {path}: "
+            f"it is a {info.layout} directory; {hint}"
+        )
+    if info.model_type not in SUPPORTED_ENCODERS:
+        raise RecipeError(
+            f"recipe {recipe_id!r} cannot use parent {path}: architecture "
+            f"{info.model_type!r} is not supported (supported: {', '.join(SUPPORTED_ENCODERS)})"
+        )
+    return info
+
+
+def load_tokenizer(*candidates: Path | None):
+    """The tokenizer of the first directory in `candidates` that has one."""
+    from transformers import AutoTokenizer
+
+    for path in candidates:
+        if path is not None and (
+            (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file()
+        ):
+            with quiet_transformers():
+                return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    names = ", ".join(str(p) for p in candidates if p is not None)
+    raise WeightsError(f"no tokenizer files in {names}")
+
+
+def load_classifier(path: Path, labels: tuple[str, ...], *, info: ModelInfo | None = None):
+    """Load `path` as a sequence classifier for `labels`.
+
+    A parent that already has a head for exactly these labels keeps it (continued
+    fine-tuning); otherwise a fresh head is initialised from the current torch seed.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    info = info or inspect_model(path)
+    id2label = dict(enumerate(labels))
+    same_head = info.has_head and info.labels == tuple(labels)
+    if info.has_head and not same_head:
+        log.warning(
+            "parent %s has a head for %s; re-initialising it for %s", path, info.labels, labels
+        )
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path),
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True,
+            local_files_only=True,
+        )
+    if info.has_head and not same_head:
+        for module in model.classifier.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return model
+
+
+def load_plain(path: Path, info: ModelInfo | None = None):
+    """Load a `model` directory as what it is: classifier if it has a head, else encoder."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    info = info or inspect_model(path)
+    cls = AutoModelForSequenceClassification if info.has_head else AutoModel
+    with quiet_transformers():
+        return cls.from_pretrained(str(path), local_files_only=True)
+
+
+def load_for_inference(path: str | Path, base_dir: str | Path | None = None):
+    """Load any lineage model directory as a float32 eval-mode model.
+
+    `base_dir` is needed for an adapter directory (its base model; for a test run
+    that is the parent version). Returns `(model, tokenizer, info)`.
+
+    >>> from lineage.bundled import minilm_path
+    >>> model, tok, info = load_for_inference(minilm_path())
+    >>> type(model).__name__, info.has_head
+    ('BertModel', False)
+    """
+    import torch
+
+    path = Path(path)
+    base = Path(base_dir) if base_dir is not None else None
+    info = inspect_model(path)
+    if info.layout == "adapter":
+        model = _load_adapter_merged(path, base, info)
+    elif info.layout == "quantized":
+        model = _load_quantized(path, info)
+    else:
+        model = load_plain(path, info)
+    model = model.to(torch.float32).eval()
+    return model, load_tokenizer(path, base), info
+
+
+def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
+    from peft import PeftModel
+
+    if base is None:
+        raise WeightsError(
+            f"{path} is a LoRA adapter: its base model directory is needed to load it"
+        )
+    base_info = inspect_model(base)
+    if base_info.layout != "model":
+        raise WeightsError(f"base {base} of adapter {path} must be a float model directory")
+    labels = info.labels
+    base_model = (
+        load_classifier(base, labels, info=base_info) if labels else load_plain(base, base_info)
+    )
+    with quiet_transformers():
+        peft_model = PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    return peft_model.merge_and_unload()
+
+
+def _load_quantized(path: Path, info: ModelInfo):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    from lineage.recipes.int8 import dequantize_tensors
+
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        cls = AutoModelForSequenceClassification if info.has_head else AutoModel
+        model = cls.from_config(config)
+    state = dequantize_tensors(load_file(str(path / WEIGHTS_FILE)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Non-persistent buffers (position ids) are never in a checkpoint.
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise WeightsError(
+            f"quantized model {path} does not match its config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return model
+
+
+def save_model(model, out_dir: Path) -> None:
+    """`save_pretrained` as safetensors, after making every tensor contiguous.
+
+    Contiguity matters for bit-identical output: a transposed view would be
+    serialised after an implicit copy whose layout is an implementation detail.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in model.parameters():
+        if not p.data.is_contiguous():
+            p.data = p.data.contiguous()
+    with quiet_transformers():
+        model.save_pretrained(str(out_dir))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON with sorted keys and a final newline (stable bytes for the store)."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
