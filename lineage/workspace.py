@@ -903,7 +903,9 @@ class Workspace:
         staging = Path(tempfile.mkdtemp(prefix=".lineage-checkout-", dir=target.parent))
         try:
             manifest = self.store.get_manifest(version.manifest_id)
-            checkout(self.store, manifest, staging, **self._checkout_kwargs(progress))
+            kwargs = self._checkout_kwargs(progress)
+            kwargs["label"] = version.ref
+            checkout(self.store, manifest, staging, **kwargs)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
@@ -913,11 +915,13 @@ class Workspace:
         return target
 
     def _checkout_kwargs(self, progress: ProgressCallback | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"progress": progress}
-        materialize = getattr(self, "materializer", None)
-        if materialize is not None:
-            kwargs["materialize"] = materialize
-        return kwargs
+        return {"progress": progress, "materialize": self.materialize, "label": None}
+
+    def materialize(self, spec: dict[str, Any], out_dir: Path) -> None:
+        """Re-make a derivable version (stored as its recipe) into `out_dir`."""
+        from lineage.api.derive import materialize
+
+        materialize(self, spec, out_dir)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

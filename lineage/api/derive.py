@@ -44,6 +44,7 @@ class RecipeRun:
     recipe_id: str
     kind: str
     params: dict[str, Any]
+    parent_dirs: list[Path] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     layout: str = "model"
@@ -119,6 +120,7 @@ def run_recipe(
             result = recipe.derive(parent_dirs, typed, data, out, progress=progress)
         return RecipeRun(
             model_dir=out,
+            parent_dirs=parent_dirs,
             recipe_id=recipe.id,
             kind=recipe.kind,
             params=typed.model_dump(mode="json"),
@@ -145,6 +147,7 @@ def run_recipe(
         raise RecipeError(f"recipe {recipe.id!r}: the {step.runner} step wrote no model")
     return RecipeRun(
         model_dir=step.model_dir,
+        parent_dirs=parent_dirs,
         recipe_id=recipe.id,
         kind=str(step.result.get("kind", recipe.kind)),
         params=dict(step.result.get("params") or spec["params"]),
@@ -177,6 +180,71 @@ def provenance_of(run: RecipeRun, data: str | None, recipe_version: str = "1") -
             "derive_seconds": round(run.seconds, 3),
         },
     )
+
+
+# Recipes whose output is a cheap, deterministic function of the parents' bytes. Their
+# versions are stored as "recipe + content hashes" and re-made on checkout; the store
+# verifies the re-made files against the hashes and keeps the bytes when they differ.
+DERIVABLE_KINDS = frozenset({"quantize", "merge"})
+
+
+def derivable_kwargs(
+    workspace: Workspace, recipe: Any, run: RecipeRun, pinned: Sequence[str], data: str | None
+) -> dict[str, Any]:
+    """`rematerialize`/`derivation_spec` for `Workspace.add/commit` when `run` can be
+    re-made from its parents alone; {} otherwise (training, data, containers)."""
+    if (
+        recipe.kind not in DERIVABLE_KINDS
+        or not recipe.deterministic
+        or data is not None
+        or run.layout != "model"
+        or run.image_digest
+        or not run.parent_dirs
+    ):
+        return {}
+    spec = {
+        "recipe": recipe.id,
+        "recipe_version": recipe.version,
+        "params": run.params,
+        "parents": [workspace.resolve(ref).manifest_id for ref in pinned],
+    }
+
+    def rematerialize(out_dir: Path) -> None:
+        _derive_quietly(spec, run.parent_dirs, out_dir)
+
+    return {"rematerialize": rematerialize, "derivation_spec": spec}
+
+
+def _derive_quietly(spec: dict[str, Any], parent_dirs: Sequence[Path], out_dir: Path) -> None:
+    from lineage.recipes import get_recipe
+
+    recipe = get_recipe(spec["recipe"])
+    params = recipe.validate_params(spec["params"])
+    target = out_dir / "model" if out_dir.exists() and any(out_dir.iterdir()) else out_dir
+    recipe.derive(list(parent_dirs), params, None, target)
+    if target != out_dir:
+        for item in target.iterdir():
+            item.rename(out_dir / item.name)
+        target.rmdir()
+
+
+def materialize(workspace: Workspace, spec: dict[str, Any], out_dir: Path) -> None:
+    """Re-make a derivable version into `out_dir`: check out its parents (by manifest
+    id, themselves possibly derivable) and run the recorded recipe on them."""
+    from lineage.store import checkout
+
+    with tempfile.TemporaryDirectory(prefix="lineage-materialize-") as tmp:
+        parent_dirs = []
+        for index, manifest_id in enumerate(spec.get("parents", [])):
+            parent_dir = Path(tmp) / f"parent-{index}"
+            checkout(
+                workspace.store,
+                workspace.store.get_manifest(manifest_id),
+                parent_dir,
+                materialize=lambda inner, d: materialize(workspace, inner, d),
+            )
+            parent_dirs.append(parent_dir)
+        _derive_quietly(spec, parent_dirs, out_dir)
 
 
 def _pinned(workspace: Workspace, refs: Sequence[str]) -> list[str]:
@@ -223,6 +291,7 @@ def add_from_recipe(
             kind=run.kind,
             message=message or f"{recipe.id} on {', '.join(pinned)}",
             provenance=provenance_of(run, data, recipe.version),
+            **derivable_kwargs(workspace, recipe, run, pinned, data),
         )
 
 
@@ -276,4 +345,5 @@ def rederive(
             kind=old.kind or run.kind,
             message=message or f"re-derived {old.ref} with {recipe.id} on {', '.join(pinned)}",
             provenance=provenance_of(run, data, recipe.version),
+            **derivable_kwargs(workspace, recipe, run, pinned, data),
         )
