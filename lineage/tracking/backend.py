@@ -1,0 +1,323 @@
+"""Where a workspace's MLflow lives, and how lineage talks to it.
+
+Embedded default: MLflow's SQLite store and artifact folder inside the workspace,
+`.lineage/mlflow/mlflow.db` and `.lineage/mlflow/artifacts/`. A tracking server is
+used instead when `$MLFLOW_TRACKING_URI` or the workspace config
+(`[mlflow] tracking_uri`) names one; lineage then behaves the same.
+
+The embedded store is migrated once, before first use (`init_tracking`, which
+`lineage init` calls): a fresh MLflow SQLite DB takes seconds of alembic
+migrations, and several processes migrating the same new DB at once fail. So the
+migration runs under a file lock, on a per-user template that is then copied into
+each new workspace (later workspaces cost a file copy, not a migration).
+
+Every MLflow call goes through `mlflow_session(workspace)`, which points MLflow at
+the workspace's store (tracking and registry URI, restored afterwards) and turns any
+MLflow or network failure into one `TrackingError` line.
+
+MLflow is imported inside functions only: `import lineage` must stay light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lineage.errors import LineageError, TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from lineage.workspace import Workspace
+
+MLFLOW_DIR = "mlflow"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
+# A server that does not answer within this many seconds counts as unreachable.
+HEALTH_TIMEOUT_S = 5.0
+
+
+def mlflow_dir(workspace: Workspace) -> Path:
+    return workspace.lineage_dir / MLFLOW_DIR
+
+
+def tracking_uri(workspace: Workspace) -> str:
+    """The MLflow tracking (and registry) URI of a workspace.
+
+    `$MLFLOW_TRACKING_URI` wins over the workspace config, which wins over the
+    embedded SQLite store.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or workspace.config.mlflow_tracking_uri
+    if uri:
+        return uri
+    return f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
+
+
+def is_embedded(workspace: Workspace) -> bool:
+    """True when the workspace uses its own SQLite store (no tracking server)."""
+    return tracking_uri(workspace) == f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
+
+
+def artifact_root(workspace: Workspace) -> str | None:
+    """Artifact location for new experiments: the workspace folder when embedded;
+    None for a server, which then stores artifacts where it was told to."""
+    if not is_embedded(workspace):
+        return None
+    return (mlflow_dir(workspace) / ARTIFACTS_DIR).as_uri()
+
+
+def _mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
+
+
+def _template_db() -> Path:
+    """A migrated, empty MLflow SQLite DB for this MLflow version (built once per user)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lineage"
+    cache.mkdir(parents=True, exist_ok=True)
+    template = cache / f"mlflow-{_mlflow_version()}.db"
+    if template.exists():
+        return template
+    with _file_lock(cache / f"mlflow-{_mlflow_version()}.lock"):
+        if template.exists():  # another process built it while we waited
+            return template
+        scratch = Path(tempfile.mkdtemp(prefix="lineage-mlflow-", dir=cache))
+        try:
+            _migrate(scratch / DB_FILE, scratch / ARTIFACTS_DIR)
+            # Rename only once migrated, so no process ever copies a half-built DB.
+            os.replace(scratch / DB_FILE, template)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return template
+
+
+def _migrate(db_path: Path, artifacts: Path) -> None:
+    """Create and migrate an MLflow SQLite store (tracking + registry tables)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())
+    store.engine.dispose()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def init_tracking(workspace: Workspace) -> str:
+    """Make the workspace's MLflow store ready; return its tracking URI. Idempotent.
+
+    Embedded: create `.lineage/mlflow/` with a migrated SQLite DB (copied from the
+    per-user template) and the artifact folder, under a file lock so concurrent
+    first uses do not race. Server: check that it answers (`TrackingError` if not).
+    """
+    uri = tracking_uri(workspace)
+    if not is_embedded(workspace):
+        check_reachable(uri)
+        return uri
+    folder = mlflow_dir(workspace)
+    db_path = folder / DB_FILE
+    if db_path.exists():
+        return uri
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ARTIFACTS_DIR).mkdir(exist_ok=True)
+        with _file_lock(folder / ".migrate.lock"):
+            if db_path.exists():
+                return uri
+            staging = folder / (DB_FILE + ".tmp")
+            try:
+                shutil.copyfile(_template_db(), staging)
+            except OSError:
+                # No writable per-user cache (a container's read-only home):
+                # migrate this workspace's copy directly, still under the lock.
+                staging.unlink(missing_ok=True)
+                _migrate(staging, folder / ARTIFACTS_DIR)
+            # The template's default experiment points at the template's scratch
+            # folder; point it into this workspace like everything else.
+            with contextlib.closing(sqlite3.connect(staging)) as conn:
+                conn.execute(
+                    "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                    ((folder / ARTIFACTS_DIR / "0").as_uri(),),
+                )
+                conn.commit()
+                # WAL (a property of the file, so it sticks): cascade workers in
+                # several processes then read while one writes, instead of failing
+                # with "database is locked".
+                conn.execute("PRAGMA journal_mode=WAL")
+            os.replace(staging, db_path)
+    except LineageError:
+        raise
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot create the MLflow store in {folder}: {_one_line(exc)}"
+        ) from exc
+    return uri
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, with one line, when a tracking server does not answer.
+
+    MLflow's own HTTP client retries with exponential backoff for minutes; a
+    cascade step should fail in seconds instead.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S)
+    except requests.RequestException as exc:
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}); "
+            "start it or fix MLFLOW_TRACKING_URI, then run `lineage sync mlflow`"
+        ) from exc
+    if response.status_code >= 500:
+        raise TrackingError(
+            f"MLflow tracking server {uri} answered HTTP {response.status_code}; "
+            "retry later, then run `lineage sync mlflow`"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def mlflow_session(workspace: Workspace) -> Iterator[MlflowClient]:
+    """An `MlflowClient` on the workspace's store, with the fluent API pointed there too.
+
+    Any failure inside becomes a `TrackingError` (lineage's own errors pass through).
+    The process-wide tracking/registry URIs are restored on exit, so a caller's own
+    MLflow setup is left as it was.
+    """
+    with _SESSION_LOCK:
+        yield from _session(workspace)
+
+
+# MLflow's fluent API (start_run, log_model, log_input) reads process-wide URIs; a
+# session sets them and puts them back, so two threads (Prefect's thread-pool task
+# runner) must not interleave sessions. Order: this lock, then the graph DB's write
+# lock (promotion), never the other way round.
+_SESSION_LOCK = threading.RLock()
+
+
+def _session(workspace: Workspace) -> Iterator[MlflowClient]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    # Bound MLflow's HTTP retries: an unreachable server must fail a step quickly.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    uri = init_tracking(workspace)  # migrates the embedded store, or checks the server
+    saved = _save_uris()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except LineageError:
+        raise
+    except _mlflow_failures() as exc:
+        raise TrackingError(f"MLflow at {_redact(uri)} failed: {_one_line(exc)}") from exc
+    finally:
+        _restore_uris(saved)
+
+
+def _mlflow_failures() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "MLflow failed" (anything else is the caller's own bug or
+    fault and passes through unchanged)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    # SQLAlchemy errors inside a session come from MLflow's SQLite store: lineage's
+    # own graph-DB errors are raised as LineageErrors or outside MLflow calls.
+    return (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
+
+
+_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _save_uris() -> tuple[dict[str, str | None], str | None, str | None]:
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = {name: os.environ.get(name) for name in _URI_VARS}
+    return env, tracking_utils._tracking_uri, registry_utils._registry_uri
+
+
+def _restore_uris(saved: tuple[dict[str, str | None], str | None, str | None]) -> None:
+    """Put back the URIs a caller had: `mlflow.set_tracking_uri` also writes the
+    environment, and a leftover `MLFLOW_TRACKING_URI` would send the next
+    workspace's records into this one's store."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env, tracking, registry = saved
+    if tracking is not None:
+        mlflow.set_tracking_uri(tracking)
+    else:
+        tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = registry
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _redact(uri: str) -> str:
+    """A URI fit for an error message: no password."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+def experiment_id(client: MlflowClient, workspace: Workspace, model_name: str) -> str:
+    """The MLflow experiment of a lineage model (`lineage/NAME`), created on first use
+    with an explicit artifact location when embedded."""
+    name = f"lineage/{model_name}"
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return str(found.experiment_id)
+    root = artifact_root(workspace)
+    location = None if root is None else f"{root}/{model_name}"
+    try:
+        return str(
+            client.create_experiment(
+                name, artifact_location=location, tags={"lineage.model": model_name}
+            )
+        )
+    except Exception:
+        # Another process created it between our lookup and create.
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
+def tag_value(value: Any) -> str:
+    """MLflow tag values are strings of bounded length."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= 5000 else text[:4997] + "..."
