@@ -28,3 +28,30 @@ def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) ->
     save_file(tensors, str(directory / "model.safetensors"))
     (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
     return directory
+
+
+def in_ci() -> bool:
+    """True under CI (`CI=true`), where a missing service is a failure, not a skip."""
+    import os
+
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip a test when a service is missing on a laptop; under CI=true, fail it."""
+    if available:
+        return
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI=true but a required service is missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

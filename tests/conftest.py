@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,30 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lineage.testing import write_tiny_weights
+from lineage.testing import free_port, require_service, write_tiny_weights
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(available: bool, reason: str) -> None:
-    """Skip when a service is missing on a laptop; under CI=true that is a failure."""
-    if available:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true but a required service is missing: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_bin() -> Path | None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, require_service
+
+from lineage.testing import free_port, require_service
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import free_port
 from sqlalchemy import func, select
 
 from lineage.api.promote import promote, rollback
 from lineage.db import schema as t
 from lineage.errors import TrackingError
+from lineage.testing import free_port
 from lineage.tracking import mlflow_session, record_derive, sync_workspace, tracking_uri
 from lineage.workspace import Workspace
 

@@ -1,0 +1,539 @@
+"""Build the task image, offline, with a cache: `python -m containers.build` / `make image`.
+
+Two images:
+
+- the **base image** (`lineage-base:bookworm`): Debian bookworm with python3, its venv
+  module and CA certificates, made by `debootstrap --variant=minbase` from the Debian
+  mirror apt already uses and imported with `docker import`, because this machine
+  cannot pull from any container registry. Any registry image with Python 3.11 (e.g.
+  `python:3.11-slim`) can stand in for it: the Dockerfile takes it as `BASE_IMAGE`.
+- the **task image** (`lineage-task:<hash>`, also tagged `lineage-task:latest`): the
+  base plus a venv holding exactly the host's versions of what `tasks.step` imports
+  (`containers/requirements.txt` and everything those need), installed from wheels
+  built here, plus the project's own wheel, run as a non-root user.
+
+The tag's hash covers the Dockerfile, the pinned versions, the base image id and the
+project's source, so an unchanged tree skips the build, and the Docker layer cache keeps
+the dependency stage when only the source changed.
+
+`build_task_image()` is the function behind `lineage image build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from containers.engine import EngineUnavailableError, connect, engine_available
+from lineage.errors import RunnerError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+log = logging.getLogger("lineage.containers.build")
+
+DEFAULT_BASE_IMAGE = "lineage-base:bookworm"
+TASK_REPOSITORY = "lineage-task"
+#: The tag runners use when no image is named; `build_task_image` moves it to each build.
+DEFAULT_TASK_IMAGE = f"{TASK_REPOSITORY}:latest"
+#: Debian packages the base image needs: the interpreter, `python3 -m venv`, and CA
+#: certificates for the (rare) step that is explicitly given network access.
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+DEBIAN_SUITE = "bookworm"
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+
+CONTAINERS_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = CONTAINERS_DIR.parent
+#: What goes into the project wheel, hence into the image and the tag's hash.
+PROJECT_PACKAGES = ("lineage", "tasks", "flows", "containers")
+PROJECT_FILES = ("pyproject.toml", "README.md")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the builder colours stderr lines
+_SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+class ImageBuildError(RunnerError):
+    """The base or task image could not be built."""
+
+
+@dataclass(frozen=True)
+class TaskImage:
+    """A built (or found) task image.
+
+    Attributes:
+        tag: the content tag, e.g. `lineage-task:3f2a9c1b7d4e`.
+        image_id: the engine's content-addressed id (`sha256:...`): the provenance digest.
+        base_image: the image it was built on.
+        cached: True when an image for this exact source already existed.
+        seconds: time spent in `build_task_image`.
+    """
+
+    tag: str
+    image_id: str
+    base_image: str
+    cached: bool
+    seconds: float
+
+    def __str__(self) -> str:
+        return self.image_id
+
+
+# ---------------------------------------------------------------- cache and inputs
+
+
+def cache_dir() -> Path:
+    """Where wheels and the build context are kept between builds."""
+    root = os.environ.get("LINEAGE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lineage"
+    )
+    path = Path(root) / "containers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    # Two builds sharing one cache (two `make test` runs) would trample the context.
+    with open(cache_dir() / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_requirements(path: Path = CONTAINERS_DIR / "requirements.txt") -> list[str]:
+    """The top-level requirement names listed for the image."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def resolve_pins(requirements: Iterable[str]) -> dict[str, str]:
+    """Pin every distribution the requirements need to the version installed here.
+
+    Walks the installed metadata (not an index), so the image gets the very versions
+    the process runner uses: the condition for bit-identical outputs across runners.
+
+    Raises:
+        ImageBuildError: a needed distribution is not installed in this environment.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(text) for text in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        key = (name, frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = importlib.metadata.distribution(req.name)
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise ImageBuildError(
+                f"{req.name} is needed in the task image but not installed here; "
+                "run `make setup` first"
+            ) from exc
+        pins[name] = dist.version
+        for text in dist.requires or []:
+            dep = Requirement(text)
+            extras = req.extras or {""}
+            if dep.marker and not any(dep.marker.evaluate({"extra": e}) for e in extras):
+                continue
+            todo.append(dep)
+    return dict(sorted(pins.items()))
+
+
+def project_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    """The project's files that end up in its wheel (relative paths, sorted)."""
+    found = [Path(name) for name in PROJECT_FILES if (root / name).is_file()]
+    for package in PROJECT_PACKAGES:
+        for path in (root / package).rglob("*"):
+            rel = path.relative_to(root)
+            if not path.is_file() or _SKIP_PARTS & set(rel.parts):
+                continue
+            if path.suffix in {".pyc", ".pyo"} or any(p.endswith(".egg-info") for p in rel.parts):
+                continue
+            found.append(rel)
+    return sorted(found)
+
+
+def image_hash(root: Path, pins: dict[str, str], base_image_id: str) -> str:
+    """Content hash of everything the task image is made from."""
+    digest = hashlib.sha256()
+    digest.update((CONTAINERS_DIR / "Dockerfile").read_bytes())
+    digest.update(json.dumps(pins, sort_keys=True).encode())
+    digest.update(base_image_id.encode())
+    for rel in project_files(root):
+        digest.update(str(rel).encode() + b"\0")
+        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- base image
+
+
+def debian_mirror() -> str:
+    """The Debian mirror apt is configured with (debootstrap should use the same one)."""
+    if os.environ.get("LINEAGE_DEBIAN_MIRROR"):
+        return os.environ["LINEAGE_DEBIAN_MIRROR"]
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for source in sources:
+        try:
+            text = source.read_text()
+        except OSError:
+            continue
+        if source.suffix == ".sources":  # deb822: "URIs: http://... " in a stanza
+            for stanza in text.split("\n\n"):
+                uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+                suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+                if uris and suites and DEBIAN_SUITE in suites.group(1).split():
+                    return uris.group(1)
+        else:  # one-line format: "deb [opts] URL bookworm main"
+            for line in text.splitlines():
+                match = re.match(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+                if match and match.group(2) == DEBIAN_SUITE:
+                    return match.group(1)
+    return FALLBACK_MIRROR
+
+
+def _trim_rootfs(rootfs: Path) -> None:
+    """Drop what a container never reads: apt caches and lists, docs, translations."""
+    for pattern in (
+        "var/cache/apt/*.bin",
+        "var/cache/apt/archives/*.deb",
+        "var/lib/apt/lists/*",
+        "usr/share/doc/*",
+        "usr/share/man/*",
+        "usr/share/info/*",
+        "usr/share/locale/*",
+        "var/log/*",
+    ):
+        for path in rootfs.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name != "lock":
+                path.unlink(missing_ok=True)
+
+
+def build_base_image(
+    client: DockerClient, name: str = DEFAULT_BASE_IMAGE, mirror: str | None = None
+) -> str:
+    """Make the base image with debootstrap and import it; return its image id.
+
+    Raises:
+        ImageBuildError: not root, no debootstrap, or debootstrap/import failed.
+    """
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            f"building the base image {name} needs root (debootstrap); run `make image` as "
+            "root once, or pass --base-image with a Python 3.11 image you have"
+        )
+    if not shutil.which("debootstrap"):
+        raise ImageBuildError(
+            f"base image {name} is missing and debootstrap is not installed: "
+            "apt-get install -y debootstrap (or pass --base-image)"
+        )
+    mirror = mirror or debian_mirror()
+    repository, _, tag = name.partition(":")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="base-", dir=cache_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        debootstrap_log = cache_dir() / "debootstrap.log"
+        log.info("debootstrap %s from %s (log: %s)", DEBIAN_SUITE, mirror, debootstrap_log)
+        with open(debootstrap_log, "w") as out:
+            done = subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=" + ",".join(BASE_PACKAGES),
+                    DEBIAN_SUITE,
+                    str(rootfs),
+                    mirror,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if done.returncode != 0:
+            tail = debootstrap_log.read_text().strip().splitlines()[-5:]
+            raise ImageBuildError(
+                f"debootstrap failed (exit {done.returncode}): {' | '.join(tail)}"
+            )
+        _trim_rootfs(rootfs)
+        tarball = Path(tmp) / "rootfs.tar"
+        subprocess.run(
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."], check=True
+        )
+        log.info("importing %s (%.0f MB)", name, tarball.stat().st_size / 1e6)
+        client.api.import_image_from_file(
+            str(tarball),
+            repository=repository,
+            tag=tag or "latest",
+            changes=["ENV LANG=C.UTF-8", 'CMD ["python3"]'],
+        )
+    image = client.images.get(name)
+    log.info("base image %s built in %.0f s: %s", name, time.monotonic() - started, image.id)
+    return str(image.id)
+
+
+def ensure_base_image(client: DockerClient, name: str = DEFAULT_BASE_IMAGE) -> str:
+    """Return the base image's id, building it (ours) or pulling it (a registry's)."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        return str(client.images.get(name).id)
+    if name.split(":", 1)[0] == DEFAULT_BASE_IMAGE.split(":", 1)[0]:
+        return build_base_image(client, name)
+    log.info("pulling base image %s", name)
+    try:
+        return str(client.images.pull(name).id)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"base image {name} is not here and cannot be pulled ({exc.explanation}); "
+            f"build the default one with `make image` or load it with `docker load`"
+        ) from exc
+
+
+# ---------------------------------------------------------------- build context
+
+
+def _pip(*args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-4:])
+        raise ImageBuildError(f"pip {args[0]} failed: {tail}")
+
+
+def prepare_wheels(pins: dict[str, str], wheels: Path) -> None:
+    """Fill `wheels/` with one wheel per pin, reusing it when the pins are unchanged."""
+    stamp = wheels / "pins.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == pins:
+        log.info("wheels: %d cached in %s", len(pins), wheels)
+        return
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    log.info("wheels: collecting %d pinned distributions into %s", len(pins), wheels)
+    # --no-deps: the pins are already the full closure; pip's own resolver could
+    # otherwise pick a different version than the one installed here.
+    _pip(
+        "wheel",
+        "--no-deps",
+        "--quiet",
+        "--wheel-dir",
+        str(wheels),
+        *(f"{name}=={version}" for name, version in pins.items()),
+    )
+    count = len(list(wheels.glob("*.whl")))
+    if count != len(pins):
+        raise ImageBuildError(f"expected {len(pins)} wheels in {wheels}, found {count}")
+    stamp.write_text(json.dumps(pins, indent=1, sort_keys=True))
+
+
+def prepare_project_wheel(root: Path, dest: Path) -> None:
+    """Build the project's wheel from a clean copy of its source into `dest/`."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="src-", dir=cache_dir()) as tmp:
+        src = Path(tmp)
+        for rel in project_files(root):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, src / rel)
+        if not (src / "README.md").exists():  # pyproject names it; a checkout may lack it
+            (src / "README.md").write_text("lineage\n")
+        _pip(
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--wheel-dir",
+            str(dest),
+            str(src),
+        )
+
+
+def _stream_build(client: DockerClient, context: Path, tag: str, base_image: str) -> str:
+    """Run the classic builder on `context`; log its output; return the image id."""
+    image_id = None
+    for event in client.api.build(
+        path=str(context),
+        tag=tag,
+        buildargs={"BASE_IMAGE": base_image},
+        rm=True,
+        forcerm=True,
+        pull=False,
+        decode=True,
+    ):
+        if "error" in event:
+            raise ImageBuildError(f"docker build failed: {event['error'].strip()}")
+        text = _ANSI.sub("", event.get("stream", "")).rstrip()
+        if text:
+            log.info("build: %s", text)
+        aux = event.get("aux") or {}
+        image_id = aux.get("ID", image_id)
+    image = client.images.get(tag)
+    return str(image_id or image.id)
+
+
+def _prune_old_tags(client: DockerClient, keep: str) -> None:
+    """Untag earlier content tags so stale images do not pile up on the disk."""
+    import docker.errors
+
+    for image in client.images.list(name=TASK_REPOSITORY):
+        for tag in image.tags:
+            if tag not in (keep, DEFAULT_TASK_IMAGE) and tag.startswith(TASK_REPOSITORY + ":"):
+                # An image still used by a container cannot go; it is pruned next time.
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag, noprune=False)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def build_task_image(
+    base_image: str = DEFAULT_BASE_IMAGE,
+    *,
+    force: bool = False,
+    client: DockerClient | None = None,
+    root: Path = PROJECT_ROOT,
+    progress: Callable[[str], None] | None = None,
+) -> TaskImage:
+    """Build the task image for the current source tree unless it already exists.
+
+    Args:
+        base_image: image to build on (`BASE_IMAGE` build argument); the default one is
+            made with debootstrap when missing, any other is pulled when missing.
+        force: rebuild even when an image for this source hash exists.
+        client: a Docker client; by default one for DOCKER_HOST / the local socket.
+        root: the project checkout to build from.
+        progress: called with each build log line (the CLI prints them).
+
+    Returns:
+        The image, with `image_id` (the digest recorded as provenance) and `tag`.
+
+    Raises:
+        EngineUnavailableError: no Docker engine.
+        ImageBuildError: the base image, the wheels or the Docker build failed.
+
+    Example:
+        >>> image = build_task_image()   # doctest: +SKIP
+        >>> image.tag, image.image_id    # doctest: +SKIP
+        ('lineage-task:3f2a9c1b7d4e', 'sha256:...')
+    """
+    import docker.errors
+
+    handler = _CallbackHandler(progress) if progress else None
+    if handler:
+        log.addHandler(handler)
+    started = time.monotonic()
+    try:
+        client = client or connect()
+        with _build_lock():
+            base_id = ensure_base_image(client, base_image)
+            pins = resolve_pins(read_requirements())
+            tag = f"{TASK_REPOSITORY}:{image_hash(root, pins, base_id)[:12]}"
+            if not force:
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    image = client.images.get(tag)
+                    image.tag(TASK_REPOSITORY, "latest")
+                    log.info("task image %s is up to date (%s)", tag, image.id)
+                    return TaskImage(
+                        tag, str(image.id), base_image, True, time.monotonic() - started
+                    )
+            context = cache_dir() / "context"
+            context.mkdir(exist_ok=True)
+            prepare_wheels(pins, context / "wheels")
+            prepare_project_wheel(root, context / "project")
+            shutil.copy2(CONTAINERS_DIR / "Dockerfile", context / "Dockerfile")
+            (context / ".dockerignore").write_text("wheels/pins.json\n")
+            log.info("building %s on %s", tag, base_image)
+            image_id = _stream_build(client, context, tag, base_image)
+            client.images.get(tag).tag(TASK_REPOSITORY, "latest")
+            _prune_old_tags(client, keep=tag)
+            seconds = time.monotonic() - started
+            log.info("task image %s built in %.0f s: %s", tag, seconds, image_id)
+            return TaskImage(tag, image_id, base_image, False, seconds)
+    finally:
+        if handler:
+            log.removeHandler(handler)
+
+
+class _CallbackHandler(logging.Handler):
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.callback(record.getMessage())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: `python -m containers.build [--base-image IMG] [--force] [--if-engine]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m containers.build", description=__doc__ and __doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--base-image", default=os.environ.get("LINEAGE_BASE_IMAGE", DEFAULT_BASE_IMAGE)
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument(
+        "--if-engine",
+        action="store_true",
+        help="do nothing (exit 0) when no Docker engine answers, unless CI=true",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[image] %(message)s", stream=sys.stderr)
+    if args.if_engine:
+        ok, reason = engine_available()
+        if not ok:
+            if os.environ.get("CI", "").lower() == "true":
+                print(f"error: {reason} (CI=true requires the engine)", file=sys.stderr)
+                return 1
+            print(f"[image] skipping the task image build: {reason}", file=sys.stderr)
+            return 0
+    try:
+        image = build_task_image(args.base_image, force=args.force)
+    except (EngineUnavailableError, RunnerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        info: dict[str, Any] = {
+            "tag": image.tag,
+            "image_id": image.image_id,
+            "base_image": image.base_image,
+            "cached": image.cached,
+            "seconds": round(image.seconds, 1),
+        }
+        print(json.dumps(info))
+    else:
+        print(image.tag, image.image_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
