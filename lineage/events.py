@@ -52,15 +52,25 @@ def emit_committed(workspace: Workspace, version: VersionInfo) -> str:
                 event = emit_event(
                     COMMITTED_EVENT, resource=resource, payload=event_payload(workspace, version)
                 )
+                _flush_events()
         else:
             event = emit_event(
                 COMMITTED_EVENT, resource=resource, payload=event_payload(workspace, version)
             )
+            _flush_events()
     except Exception as exc:
         raise OrchestrationError(f"could not emit {COMMITTED_EVENT} to Prefect: {exc}") from exc
     if event is None:
         raise OrchestrationError(f"Prefect did not accept the {COMMITTED_EVENT} event")
     return str(event.id)
+
+
+def _flush_events(timeout_s: float = 30.0) -> None:
+    """Wait until queued events are sent: `emit_event` only queues, and a CLI process
+    that exits at once must not depend on the interpreter's exit hooks to deliver."""
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
 
 
 def emit_if_configured(workspace: Workspace, version: VersionInfo) -> bool:

@@ -240,8 +240,13 @@ def show(
         console.print(f"  child            {child}")
     for test in info.get("tests", []):
         origin = "" if test["declared_on"] == info["model"] else f" (from {test['declared_on']})"
-        result = test.get("result")
-        status = "not run" if result is None else ("pass" if result["passed"] else "FAIL")
+        result = test.get("latest")
+        if result is None:
+            status = "not run"
+        else:
+            status = "pass" if result["passed"] else "FAIL"
+            if result.get("value") is not None:
+                status += f" ({result['metric']}={result['value']:.4g})"
         console.print(f"  test             {test['name']} [{test['kind']}]{origin}: {status}")
 
 

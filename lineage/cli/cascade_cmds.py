@@ -1,0 +1,198 @@
+"""`lineage cascade` (re-derive, test and gate every descendant) and `lineage emit`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from lineage.cli.output import JsonOption, console, err_console, print_json, workspace_from
+from lineage.errors import TestsFailedError, UsageError
+
+RUNNER_CHOICES = ("process", "docker", "inline")
+
+_STATUS_STYLE = {
+    "promoted": "green",
+    "candidate": "green",
+    "failed": "red",
+    "blocked": "yellow",
+    "skipped": "dim",
+}
+
+
+def cascade(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="The new upstream version, e.g. base@2."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; run nothing."),
+    runner: str = typer.Option(
+        "process", "--runner", help="Where steps run: process, docker, or inline (this process)."
+    ),
+    replaces: str = typer.Option(
+        None, "--replaces", help="The version REF supersedes (default: its previous version)."
+    ),
+    concurrency: int = typer.Option(
+        2, "--concurrency", "-j", min=1, help="How many nodes may run at once."
+    ),
+    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a transient failure."),
+    track: bool = typer.Option(
+        True, "--track/--no-track", help="Record runs, versions and aliases in MLflow."
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """Re-derive every descendant of the version REF replaces, test it, promote what passes.
+
+    Runs on Prefect: a configured API ($PREFECT_API_URL or the workspace's [prefect]
+    api_url) records it there; otherwise Prefect's local ephemeral mode runs it here.
+    Exits 12 when a node failed or was blocked.
+    """
+    from lineage.cascade.plan import build_plan
+
+    if runner not in RUNNER_CHOICES:
+        raise UsageError(f"unknown runner {runner!r}; use one of {', '.join(RUNNER_CHOICES)}")
+    workspace = workspace_from(ctx)
+    plan = build_plan(workspace, ref, replaces)
+    if dry_run:
+        plan.find_done(workspace)
+        if json_out:
+            print_json(plan.to_dict())
+        else:
+            for line in plan.describe():
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
+    if not json_out:
+        for line in plan.describe():
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    summary = _run(
+        workspace,
+        plan.upstream,
+        plan.replaces,
+        runner,
+        concurrency,
+        retries,
+        track=track,
+        quiet=json_out,
+    )
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(_summary_table(summary))
+    failed = summary["counts"].get("failed", 0) + summary["counts"].get("blocked", 0)
+    if failed:
+        raise TestsFailedError(
+            f"cascade {plan.replaces} -> {plan.upstream}: {summary['counts'].get('failed', 0)} "
+            f"failed, {summary['counts'].get('blocked', 0)} blocked"
+        )
+
+
+def _run(
+    workspace: Any,
+    upstream: str,
+    replaces: str,
+    runner: str,
+    concurrency: int,
+    retries: int,
+    *,
+    track: bool,
+    quiet: bool,
+) -> dict[str, Any]:
+    from lineage.events import prefect_api_url
+
+    api_url = prefect_api_url(workspace)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    # Before Prefect is imported: its ephemeral server would otherwise try to send
+    # telemetry, and lineage never reaches the internet on its own.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.cascade import listening, run_cascade
+
+    def show(event: str, node: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if event == "start":
+            err_console.print(
+                f"→ deriving {node['model']} (replaces {node['old_ref']})", highlight=False
+            )
+        elif event == "derived":
+            how = "reused" if node["cached"] else "derived"
+            err_console.print(f"  {how} {node['new_ref']}, testing", highlight=False)
+        elif event == "done":
+            style = _STATUS_STYLE.get(node["status"], "")
+            target = node["new_ref"] or node["old_ref"]
+            note = f": {node['error']}" if node["error"] else ""
+            err_console.print(
+                f"  [{style}]{node['status']}[/{style}] {target}{note}", highlight=False
+            )
+
+    with listening(show):
+        return run_cascade(
+            upstream,
+            replaces=replaces,
+            workspace=str(workspace.root),
+            runner=runner,
+            concurrency=concurrency,
+            retries=retries,
+            track=track,
+        )
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"cascade {summary['replaces']} → {summary['upstream']}", title_justify="left"
+    )
+    for column in ("node", "old → new", "tests", "outcome", "aliases", "note"):
+        table.add_column(column)
+    for node in summary["nodes"]:
+        tests = node["tests"]
+        if not tests:
+            label = "-"
+        elif tests.get("skipped"):
+            label = "passed earlier"
+        else:
+            label = f"{tests['total']} passed" if tests["passed"] else "failed"
+        style = _STATUS_STYLE.get(node["status"], "")
+        table.add_row(
+            node["model"],
+            f"{node['old_ref']} → {node['new_ref'] or '-'}",
+            label,
+            f"[{style}]{node['status']}[/{style}]" + (" (reused)" if node["cached"] else ""),
+            ", ".join(node["aliases"]),
+            _short("; ".join(filter(None, [node["error"], *node.get("warnings", [])]))),
+        )
+    return table
+
+
+def _short(text: str, limit: int = 90) -> str:
+    # The table is a summary; the full message is in the JSON output and the flow's logs.
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def emit(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="The version to announce, e.g. base@2."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Emit `lineage.model.committed` for REF to Prefect (CI: a new upstream version).
+
+    Needs a Prefect API: $PREFECT_API_URL or the workspace's [prefect] api_url.
+    """
+    from lineage.events import COMMITTED_EVENT, emit_committed, prefect_api_url
+
+    workspace = workspace_from(ctx)
+    version = workspace.resolve(ref)
+    if not prefect_api_url(workspace):
+        raise UsageError(
+            "no Prefect API configured: set PREFECT_API_URL or [prefect] api_url in "
+            ".lineage/config.toml (a cascade without a server: `lineage cascade REF`)"
+        )
+    event_id = emit_committed(workspace, version)
+    if json_out:
+        print_json({"event": COMMITTED_EVENT, "id": event_id, "ref": version.ref})
+    else:
+        console.print(f"Emitted {COMMITTED_EVENT} for {version.ref} (event {event_id})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cascade)
+    app.command()(emit)

@@ -1,0 +1,164 @@
+"""Helpers shared by the cascade tests (importable: this folder is on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip when a service is missing on a laptop; under CI=true that is a failure
+    (the same rule as tests/conftest.py)."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but a required service is missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_tiny_weights(directory: Path, seed: int = 0) -> Path:
+    """A small HF-like directory: config.json and one safetensors file."""
+    from safetensors.numpy import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    save_file(
+        {
+            "embeddings.weight": rng.standard_normal((64, 16)).astype(np.float32),
+            "layer.0.weight": rng.standard_normal((16, 16)).astype(np.float32),
+            "layer.0.bias": np.zeros(16, dtype=np.float32),
+        },
+        str(directory / "model.safetensors"),
+    )
+    (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
+    return directory
+
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+VENV_BIN = Path(sys.executable).parent
+TOY = "toy_recipes"
+
+
+def child_env(api_url: str | None = None, **extra: str) -> dict[str, str]:
+    """Environment for processes the tests start: toy recipes importable, quiet
+    Prefect, and the given API (or none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE), str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    env.update(extra)
+    return env
+
+
+def provenance(recipe: str, **params: Any) -> Any:
+    from lineage.records import Provenance
+
+    return Provenance(recipe_id=f"{TOY}:{recipe}", recipe_params=params)
+
+
+def build_family(
+    ws: Any, weights_dir: Path, *, hang_flag: Path | None = None, commit_base: bool = True
+) -> Path:
+    """base@1 and below it:
+
+        base ─┬─ ft ──┬─ ft-q
+              │       ├─ merged (also from side@1)
+              │       └─ tight (its own size test fails)
+              ├─ broken (recipe always fails) ── broken-child
+              └─ slow (waits while `hang_flag` exists; plain scale without one)
+
+    then base@2 committed (unless `commit_base` is false; the weights for it are
+    returned either way). Every descendant records a toy recipe; a size test
+    declared on base is inherited by all of them.
+    """
+    from lineage.api.testing import declare_model_test
+
+    counter = iter(range(1000))
+
+    def weights() -> Path:
+        seed = next(counter)
+        return write_tiny_weights(weights_dir / f"w{seed}", seed)
+
+    ws.add("base", source=weights())
+    ws.add("side", source=weights())
+    ws.add(
+        "ft",
+        source=weights(),
+        parents=["base@1"],
+        kind="finetune",
+        provenance=provenance("scale", factor=0.5),
+    )
+    ws.add(
+        "ft-q",
+        source=weights(),
+        parents=["ft@1"],
+        kind="quantize",
+        provenance=provenance("scale", factor=2.0),
+    )
+    ws.add(
+        "merged",
+        source=weights(),
+        parents=["ft@1", "side@1"],
+        kind="merge",
+        provenance=provenance("scale", factor=1.0),
+    )
+    ws.add(
+        "tight",
+        source=weights(),
+        parents=["ft@1"],
+        kind="prune",
+        provenance=provenance("scale", factor=1.5),
+    )
+    ws.add(
+        "broken",
+        source=weights(),
+        parents=["base@1"],
+        kind="prune",
+        provenance=provenance("explode"),
+    )
+    ws.add(
+        "broken-child",
+        source=weights(),
+        parents=["broken@1"],
+        kind="quantize",
+        provenance=provenance("scale", factor=3.0),
+    )
+    slow_params = {"flag": str(hang_flag)} if hang_flag else {}
+    ws.add(
+        "slow",
+        source=weights(),
+        parents=["base@1"],
+        kind="other",
+        provenance=provenance("hang_while", **slow_params),
+    )
+    declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
+    declare_model_test(ws, "tight", "tiny-budget", "size", {"max_params": 10})
+    new_base = weights()
+    if commit_base:
+        ws.commit("base", source=new_base, message="new upstream")
+    return new_base
+
+
+def version_counts(ws: Any) -> dict[str, int]:
+    return {model.name: int(model.latest or 0) for model in ws.models()}
