@@ -332,7 +332,8 @@ def run_demo(workspace: Path) -> None:
         "  MLflow UI       .venv/bin/mlflow ui --backend-store-uri "
         f"sqlite:///{workspace / '.lineage' / 'mlflow' / 'mlflow.db'}  → http://127.0.0.1:5000"
     )
-    console.print(f"  the CLI         cd {workspace} && ../.venv/bin/lineage --help")
+    lineage_bin = Path(sys.executable).parent / "lineage"
+    console.print(f"  the CLI         cd {workspace} && {lineage_bin} graph --all-versions")
 
 
 def main() -> None:

@@ -75,6 +75,24 @@ def edges_among(
     return pairs
 
 
+def edges_into(
+    conn: Connection, ids: Iterable[int], edge_types: Sequence[str] = (DERIVATION,)
+) -> list[tuple[int, int]]:
+    """(parent, child) pairs whose child is in `ids` (parents anywhere)."""
+    id_list = sorted(set(ids))
+    statement = text(
+        "SELECT parent_id, child_id FROM edges WHERE child_id IN :ids AND edge_type IN :types"
+    ).bindparams(bindparam("ids", expanding=True), bindparam("types", expanding=True))
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(id_list), 5000):
+        chunk = id_list[start : start + 5000]
+        pairs.extend(
+            (int(p), int(c))
+            for p, c in conn.execute(statement, {"ids": chunk, "types": list(edge_types)})
+        )
+    return pairs
+
+
 def topological_order(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[int]:
     """Kahn's algorithm; ties broken by id so the order is stable run to run.
 

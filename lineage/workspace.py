@@ -720,32 +720,66 @@ class Workspace:
             ]
             return self._load_versions(conn, ids)
 
-    def graph_data(self, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """Nodes (versions), edges and aliases of the whole graph or of some models'
-        families (their versions plus everything connected by derivation edges)."""
+    def graph_data(
+        self, names: Sequence[str] | None = None, *, all_versions: bool = False
+    ) -> dict[str, Any]:
+        """Nodes (versions) and edges of the whole graph, or of some models' families
+        (their versions plus everything connected to them by derivation edges).
+
+        By default only the current family is shown: each model's latest version and
+        the versions it was derived from; `all_versions` shows every version and the
+        versioning edges between them.
+        """
         from lineage.render import GraphView
 
         with self._read() as conn:
+            if all_versions:
+                wanted = select(t.versions.c.id)
+            else:
+                newest = (
+                    select(func.max(t.versions.c.id).label("id"))
+                    .group_by(t.versions.c.model_id)
+                    .subquery()
+                )
+                wanted = select(newest.c.id)
             if names:
-                seeds: set[int] = set()
-                for name in names:
-                    model = self._model_row(conn, name)
-                    seeds.update(
-                        conn.execute(
-                            select(t.versions.c.id).where(t.versions.c.model_id == model.id)
-                        ).scalars()
-                    )
+                model_ids = [self._model_row(conn, name).id for name in names]
+                seeds = set(
+                    conn.execute(
+                        wanted.where(t.versions.c.model_id.in_(model_ids))
+                        if all_versions
+                        else select(func.max(t.versions.c.id))
+                        .where(t.versions.c.model_id.in_(model_ids))
+                        .group_by(t.versions.c.model_id)
+                    ).scalars()
+                )
                 ids = set(seeds)
                 for seed in seeds:
                     ids.update(graph.ancestor_ids(conn, seed))
                     ids.update(graph.descendant_ids(conn, seed))
-                order = sorted(ids)
             else:
-                order = list(
-                    conn.execute(select(t.versions.c.id).order_by(t.versions.c.id)).scalars()
-                )
-            versions = self._load_versions(conn, order)
-        return GraphView.from_versions(versions).to_dict()
+                ids = set(conn.execute(wanted).scalars())
+            if not all_versions:
+                # Keep the (possibly older) versions the shown ones were derived from.
+                ids.update(parent for parent, _ in graph.edges_into(conn, ids))
+                if names:
+                    ids = {i for i in ids if i in seeds or self._is_latest(conn, i)} | {
+                        parent for parent, _ in graph.edges_into(conn, seeds)
+                    }
+            versions = self._load_versions(conn, sorted(ids))
+        view = GraphView.from_versions(versions)
+        if not all_versions:
+            view.edges = [edge for edge in view.edges if edge.edge_type != t.VERSIONING]
+        return view.to_dict()
+
+    def _is_latest(self, conn: Connection, version_id: int) -> bool:
+        row = conn.execute(
+            select(t.versions.c.model_id, t.versions.c.number).where(t.versions.c.id == version_id)
+        ).one()
+        newest = conn.execute(
+            select(func.max(t.versions.c.number)).where(t.versions.c.model_id == row.model_id)
+        ).scalar()
+        return bool(row.number == newest)
 
     # ------------------------------------------------------------------ aliases
     def set_alias(

@@ -308,9 +308,12 @@ def graph(
     names: list[str] = typer.Argument(None, help="Only these models' families."),
     fmt: str = typer.Option("text", "--format", "-f", help="text|mermaid|dot|html|json"),
     output: Path = typer.Option(None, "--output", "-o", help="Write to a file."),
+    all_versions: bool = typer.Option(
+        False, "--all-versions", "-a", help="Every version and the next-version edges."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    """The family tree with versions, kinds and aliases."""
+    """The family tree: each model's latest version, what it was derived from, aliases."""
     from lineage.render import RENDERERS, GraphView
 
     if json_out:
@@ -318,7 +321,7 @@ def graph(
     if fmt not in GRAPH_FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
     workspace = workspace_from(ctx)
-    view = GraphView.from_dict(workspace.graph_data(names or None))
+    view = GraphView.from_dict(workspace.graph_data(names or None, all_versions=all_versions))
     rendered = RENDERERS[fmt](view)
     if output is not None:
         output.write_text(rendered + "\n")
