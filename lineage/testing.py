@@ -55,3 +55,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def weights_unchanged_fraction(
+    model_dir: Path, parent_dir: Path | None, data: object = None, params: object = None
+) -> float:
+    """A user test (`module:function`): the share of weights equal to the parent's.
+
+    Declared with `--kind user --param ref=lineage.testing:weights_unchanged_fraction`;
+    a fine-tune scores near 0, a dtype cast near 0, a copy 1.0.
+    """
+    from safetensors.numpy import load_file
+
+    if parent_dir is None:
+        return 1.0
+    mine = load_file(str(model_dir / "model.safetensors"))
+    theirs = load_file(str(parent_dir / "model.safetensors"))
+    same = total = 0
+    for name, values in mine.items():
+        other = theirs.get(name)
+        total += values.size
+        if other is not None and other.shape == values.shape and other.dtype == values.dtype:
+            same += int((values == other).sum())
+    return same / total if total else 1.0

@@ -263,6 +263,7 @@ def add_from_recipe(
     message: str = "",
     runner: Any = None,
     show_progress: bool = False,
+    tags: Sequence[str] = (),
 ) -> VersionInfo:
     """Make a new model `name@1` by running a recipe on `parents`."""
     from lineage.recipes import get_recipe
@@ -291,6 +292,7 @@ def add_from_recipe(
             kind=run.kind,
             message=message or f"{recipe.id} on {', '.join(pinned)}",
             provenance=provenance_of(run, data, recipe.version),
+            tags=tags,
             **derivable_kwargs(workspace, recipe, run, pinned, data),
         )
 

@@ -90,6 +90,7 @@ def add(
     param: list[str] = typer.Option([], "--param", help="Recipe parameter KEY=VALUE."),
     data: str = typer.Option(None, "--data", help="Data set: a built-in name or a CSV/JSONL."),
     message: str = typer.Option("", "--message", "-m", help="What this version is."),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the version (repeatable)."),
     json_out: bool = JsonOption,
 ) -> None:
     """Register a new model from existing weights, or make it with a recipe."""
@@ -108,6 +109,7 @@ def add(
             data=data,
             message=message,
             show_progress=not json_out,
+            tags=tag,
         )
     else:
         if source is None:
@@ -116,7 +118,13 @@ def add(
             parent = _auto_parent(workspace, source, json_out)
         with byte_progress(f"adding {name}", enabled=not json_out) as progress:
             version = workspace.add(
-                name, source=source, parents=parent, kind=kind, message=message, progress=progress
+                name,
+                source=source,
+                parents=parent,
+                kind=kind,
+                message=message,
+                tags=tag,
+                progress=progress,
             )
     if json_out:
         print_json(version.to_dict())
@@ -144,6 +152,7 @@ def commit(
         None, "--parent", "-p", help="Parents of the new version (default: as before)."
     ),
     message: str = typer.Option("", "--message", "-m"),
+    tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the version (repeatable)."),
     emit: bool = typer.Option(
         True, "--emit/--no-emit", help="Announce the version to Prefect when one is configured."
     ),
@@ -153,7 +162,12 @@ def commit(
     workspace = workspace_from(ctx)
     with byte_progress(f"committing {name}", enabled=not json_out) as progress:
         version = workspace.commit(
-            name, source=source, parents=parent or None, message=message, progress=progress
+            name,
+            source=source,
+            parents=parent or None,
+            message=message,
+            tags=tag,
+            progress=progress,
         )
     emitted = False
     if emit:
