@@ -125,6 +125,10 @@ def test_parent_auto_finds_the_family(family) -> None:  # type: ignore[no-untype
     run(["checkout", "pruned@1", str(out)], root)
     added = as_json(["add", "copy", "--from", str(out), "--parent", "auto"], root)
     assert [p["ref"] for p in added["parents"]] in (["pruned@1"], ["base@1"])
+    # Without --parent, add names the likely parent but records none.
+    orphan = as_json(["add", "orphan", "--from", str(out)], root)
+    assert orphan["parents"] == []
+    assert orphan["suggested_parents"][0]["similarity"] > 0.9
 
 
 @pytest.mark.parametrize(

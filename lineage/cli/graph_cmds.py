@@ -114,8 +114,16 @@ def add(
     else:
         if source is None:
             raise UsageError("give --from PATH (existing weights) or --recipe ID")
+        suggested: list[tuple[str, float]] = []
         if parent == ["auto"]:
             parent = _auto_parent(workspace, source, json_out)
+        elif not parent and source.exists():
+            # MGit's autopilot: name the likely parent, but let the user decide.
+            from lineage.api.storage import likely_parents
+
+            suggested = [
+                (ref, score) for ref, score in likely_parents(workspace, source) if score >= 0.5
+            ][:3]
         with byte_progress(f"adding {name}", enabled=not json_out) as progress:
             version = workspace.add(
                 name,
@@ -127,9 +135,21 @@ def add(
                 progress=progress,
             )
     if json_out:
-        print_json(version.to_dict())
+        data = version.to_dict()
+        if recipe is None:
+            data["suggested_parents"] = [
+                {"ref": ref, "similarity": round(score, 3)} for ref, score in suggested
+            ]
+        print_json(data)
     else:
         console.print(f"Added {_version_line(version)}")
+        if recipe is None and suggested:
+            best, score = suggested[0]
+            console.print(
+                f"Hint: {name} looks derived from {best} (similarity {score:.2f}); record it "
+                f"with `lineage link {version.ref} {best} --kind finetune`, or next time "
+                "pass --parent auto"
+            )
 
 
 def _auto_parent(workspace, source: Path, quiet: bool) -> list[str]:  # type: ignore[no-untyped-def]
