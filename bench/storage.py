@@ -7,6 +7,12 @@ in this run, every approach on the same files: ratio vs the sum of the files, ad
 and checkout MB/s. Every checkout is compared byte for byte with its source.
 
     .venv/bin/python bench/storage.py [--cache DIR] [--rebuild] [--skip-lossy]
+                                      [--only-lineage] [--no-recipes-row]
+
+The machine is often shared: the load average is printed at the start and the end, and
+every rate is given both by wall clock and per CPU-second of this process (x cores), so a
+loaded machine does not hide progress. `--only-lineage --no-recipes-row --skip-lossy` is
+the quick loop for work on the store itself.
 
 Rows:
 - zstd-3 per file, ZipNN per file: each file compressed on its own.
@@ -300,6 +306,10 @@ def _drop_caches_hint() -> None:
     os.sync()
 
 
+def _loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def _now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
@@ -523,7 +533,18 @@ def main() -> None:
     )
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--skip-lossy", action="store_true")
+    parser.add_argument(
+        "--only-lineage",
+        action="store_true",
+        help="skip the peer rows (zstd, ZipNN, dedup): quicker iterations on lineage itself",
+    )
+    parser.add_argument(
+        "--no-recipes-row",
+        action="store_true",
+        help="only the generic lineage row (no '+ recipes' row)",
+    )
     args = parser.parse_args()
+    print(f"load average at start: {_loadavg()} on {os.cpu_count()} cores", flush=True)
     if args.rebuild:
         shutil.rmtree(args.cache, ignore_errors=True)
     members = build_family(args.cache)
@@ -537,12 +558,21 @@ def main() -> None:
     reports = {}
     with tempfile.TemporaryDirectory(prefix="lineage-bench-") as tmp:
         work = Path(tmp)
-        for fn, label in ((bench_zstd, "zstd"), (bench_zipnn, "zipnn"), (bench_dedup, "dedup")):
+        peers = (
+            ()
+            if args.only_lineage
+            else (
+                (bench_zstd, "zstd"),
+                (bench_zipnn, "zipnn"),
+                (bench_dedup, "dedup"),
+            )
+        )
+        for fn, label in peers:
             (work / label).mkdir()
             rows.append(fn(dirs, work / label))
             shutil.rmtree(work / label)
             _drop_caches_hint()
-        for recipes in (False, True):
+        for recipes in (False,) if args.no_recipes_row else (False, True):
             sub = work / f"lineage-{recipes}"
             row, report, _ = bench_lineage(args.cache, members, sub, recipes=recipes)
             rows.append(row)
@@ -561,7 +591,7 @@ def main() -> None:
 
     cores = os.cpu_count() or 1
     print()
-    print(f"load average {os.getloadavg()[0]:.1f} on {cores} cores (the machine is shared).")
+    print(f"load average at end: {_loadavg()} on {cores} cores (the machine is shared).")
     print("MB/s = wall clock; 'cpu-bound' = MB per CPU-second x cores, i.e. the rate if this")
     print("process had every core to itself (add/checkout also wait on fsync and the disk).")
     print()
@@ -578,13 +608,18 @@ def main() -> None:
         )
     print()
     for name in ("lineage (generic)", "lineage (+ recipes)"):
-        report = reports[name]
+        report = reports.get(name)
+        if report is None:
+            continue
         print(f"{name}: per version (stored MB, ratio, encodings)")
         for label, v in report.versions.items():
             ratio = f"{v.logical_bytes / v.stored_bytes:.1f}x" if v.stored_bytes else "inf"
             enc = ", ".join(f"{k}={n}" for k, n in sorted(v.encodings.items()))
             print(f"  {label:13s} {v.stored_bytes / MB:7.2f} MB  {ratio:>7s}  {enc}")
-    lossless = next(r for r in rows if r.name == "lineage (+ recipes)")
+    lossless = next(
+        (r for r in rows if r.name == "lineage (+ recipes)"),
+        next(r for r in rows if r.name == "lineage (generic)"),
+    )
     generic = next(r for r in rows if r.name == "lineage (generic)")
     print()
     print(

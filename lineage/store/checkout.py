@@ -1,10 +1,11 @@
 """`checkout`: rebuild a version's directory bit for bit.
 
-Tensors are decoded (and verified) in worker threads a few ahead of the writer, and
-written in file order behind the exact header bytes, so memory stays bounded by the
-read-ahead window and the decoded-tensor cache. Each file is written to a temp name and
-renamed into place only when complete: an error (a corrupt or missing object, named with
-the version) never leaves a wrong or partial file under a real name.
+Objects are decoded (and verified) in worker threads, each written with `pwrite` at its
+offset in a temp file (the exact header bytes, then the tensors end to end), so memory
+stays bounded by one decoded piece per thread plus the decoded-tensor cache. Files are
+renamed into place only when the whole version is written: an error (a corrupt or
+missing object, named with the version) never leaves a wrong or partial file under a
+real name.
 
 Derivable versions are re-made by the caller's `materialize(spec, dir)` and every file
 is checked against the stored hashes before it is moved into place.
@@ -18,15 +19,14 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lineage.errors import MaterializeError, StoreError, WeightsError
+from lineage.errors import CorruptObjectError, MaterializeError, StoreError, WeightsError
 from lineage.store import objects
 from lineage.store.backend import ObjectStore
 from lineage.store.manifest import FileEntry, Manifest
@@ -81,38 +81,81 @@ def _checkout_stored(
     out_dir: Path,
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    """Decode every piece in worker threads, each written straight to its offset.
+
+    Every file is first created under a temp name; a worker decodes (and verifies) one
+    object and `pwrite`s it at its place, so no thread waits for another's piece and no
+    decoded piece is held longer than it takes to write it. Files are renamed into
+    place only once every piece of the version is written.
+    """
     total = manifest.total_bytes
     done = 0
-    workers = _workers(store)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="checkout") as pool:
+    targets: list[tuple[int, Path, Path]] = []  # fd, temp, final
+    try:
+        pieces: list[tuple[int, int, int, str]] = []  # size, fd, offset, object id
         for entry in manifest.files:
             final = out_dir / entry.path
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.partial"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            targets.append((fd, tmp, final))
+            for size, offset, oid in _layout(entry):
+                pieces.append((size, fd, offset, oid))
+        # the biggest pieces first, so one large embedding overlaps many small tensors
+        pieces.sort(key=lambda p: -p[0])
+        with ThreadPoolExecutor(max_workers=_workers(store), thread_name_prefix="checkout") as pool:
+            futures = [pool.submit(_write_piece, store, *piece) for piece in pieces]
             try:
-                with open(tmp, "wb") as f:
-                    for chunk in _file_chunks(store, entry, pool, ahead=2 * workers):
-                        f.write(chunk)
-                        done += chunk.nbytes
-                        if progress:
-                            progress(done, total)
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        for (fd, _, _), entry in zip(targets, manifest.files, strict=True):
+            if os.fstat(fd).st_size != entry.size:
+                raise StoreError(f"checkout of {entry.path} came out with the wrong size")
+        while targets:
+            fd, tmp, final = targets.pop()
+            try:
+                os.close(fd)
                 os.replace(tmp, final)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+    finally:
+        for fd, tmp, _ in targets:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
-def _file_chunks(store: ObjectStore, entry: FileEntry, pool: ThreadPoolExecutor, ahead: int):
-    """The decoded pieces of one file, in order, decoded up to `ahead` pieces early."""
-    ids = [entry.object] if entry.kind == "blob" else [entry.header_object]
-    ids += [t.object for t in entry.tensors]
-    queue: deque[Future[np.ndarray]] = deque()
+def _layout(entry: FileEntry) -> list[tuple[int, int, str]]:
+    """(size, offset, object id) of every piece of a file: its header, then its tensors."""
+    if entry.kind == "blob":
+        assert entry.object is not None
+        return [(entry.size, 0, entry.object)]
+    assert entry.header_object is not None
+    offset = entry.size - sum(t.nbytes for t in entry.tensors)  # the header's length
+    out = [(offset, 0, entry.header_object)]
+    for t in entry.tensors:
+        out.append((t.nbytes, offset, t.object))
+        offset += t.nbytes
+    return out
+
+
+def _write_piece(store: ObjectStore, size: int, fd: int, offset: int, oid: str) -> int:
+    """Decode one object and write it at `offset` of `fd`; returns its length."""
+    data = memoryview(read_bytes(store, oid)).cast("B")
+    if len(data) != size:
+        raise CorruptObjectError(f"object {oid} has {len(data)} bytes, the manifest says {size}")
     pos = 0
-    while pos < len(ids) or queue:
-        while pos < len(ids) and len(queue) < ahead:
-            queue.append(pool.submit(read_bytes, store, ids[pos]))
-            pos += 1
-        yield queue.popleft().result()
+    while pos < size:
+        pos += os.pwrite(fd, data[pos:], offset + pos)
+    return size
 
 
 def _checkout_derived(

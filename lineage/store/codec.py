@@ -7,7 +7,11 @@ to this dtype), then codes the residual, chunk by chunk, with byte planes + zstd
 - ``xor``: bits XOR predicted bits. Small weight changes leave sign and exponent equal,
   so the high planes are almost all zero.
 - ``sub``: zigzag(bits - predicted bits), as integers. Better than XOR when a small change
-  carries across a mantissa byte boundary.
+  carries across a mantissa byte boundary; ingest only picks it when a sample says it is
+  clearly smaller, because XOR decodes in a single pass.
+- ``mxor``: XOR, plus a bit mask of the elements that are exactly zero (bits all 0) while
+  the prediction is not, whose residual is then stored as zero. A pruned copy of a parent
+  is all-zero residual plus a mask of N/8 bytes instead of the parent's bits.
 - ``qdelta`` (lossy, opt-in): round((value - predicted) / step); |error| <= step / 2.
 
 A prediction from a base of another float dtype (``cast``) covers fp16/bf16 copies of a
@@ -23,7 +27,7 @@ import numpy as np
 from lineage.store import planes
 from lineage.store.dtypes import FLOATS, cast_bits, from_float, int_type, itemsize, to_float64
 
-LOSSLESS = ("xor", "sub")
+LOSSLESS = ("xor", "sub", "mxor")
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,30 @@ def _unzigzag(z: np.ndarray) -> np.ndarray:
 
 
 def forward(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
-    """Residual of `cur` (bits) under a lossless encoding."""
+    """Residual of `cur` (bits) under a lossless encoding (mxor: masked elements zeroed)."""
     if enc == "plain" or pred is None:
         return cur
     if enc == "xor":
         return cur ^ pred
+    if enc == "mxor":
+        residual = cur ^ pred
+        np.copyto(residual, residual.dtype.type(0), where=zero_mask(cur, pred))
+        return residual
     return _zigzag(np.subtract(cur, pred))
+
+
+def zero_mask(cur: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Elements that are exactly zero where the prediction is not (bool)."""
+    zero = cur == 0
+    zero &= pred != 0
+    return zero
 
 
 def inverse(enc: str, residual: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
     """Undo `forward`; writes into `residual` and returns it."""
     if enc == "plain" or pred is None:
         return residual
-    if enc == "xor":
+    if enc in ("xor", "mxor"):  # mxor's mask is applied by `decode_chunks`
         np.bitwise_xor(residual, pred, out=residual)
         return residual
     diff = _unzigzag(residual)
@@ -92,10 +107,19 @@ def inverse(enc: str, residual: np.ndarray, pred: np.ndarray | None) -> np.ndarr
 def encode_lossless(
     enc: str, cur: np.ndarray, pred: np.ndarray | None
 ) -> tuple[list[list], list[bytes]]:
-    """Code `cur` (bits) as chunk tables + payload parts."""
+    """Code `cur` (bits) as chunk tables + payload parts.
+
+    For ``mxor`` the chunk list starts with the mask: ``["mask", chunks]``, whose parts
+    (the packed bits, coded as one uint8 plane per chunk) come first in the payload.
+    """
     step = planes.chunk_elements(cur.itemsize)
     chunks: list[list] = []
     parts: list[bytes] = []
+    if enc == "mxor" and pred is not None:
+        packed = np.packbits(zero_mask(cur, pred), bitorder="little")
+        mask_chunks, mask_parts = _code_bytes(packed)
+        chunks.append(["mask", mask_chunks])
+        parts.extend(mask_parts)
     for start in range(0, cur.size, step):
         stop = min(start + step, cur.size)
         residual = forward(enc, cur[start:stop], None if pred is None else pred[start:stop])
@@ -103,6 +127,33 @@ def encode_lossless(
         chunks.append([stop - start, table])
         parts.extend(chunk_parts)
     return chunks, parts
+
+
+def _code_bytes(data: np.ndarray) -> tuple[list[list], list[bytes]]:
+    """Chunk tables + parts of a uint8 array (one plane per chunk)."""
+    step = planes.CHUNK_BYTES
+    chunks: list[list] = []
+    parts: list[bytes] = []
+    for start in range(0, data.size, step):
+        stop = min(start + step, data.size)
+        table, chunk_parts = planes.encode_chunk(data[start:stop])
+        chunks.append([stop - start, table])
+        parts.extend(chunk_parts)
+    return chunks, parts
+
+
+def _decode_bytes(chunks: list[list], payload: memoryview, out: np.ndarray) -> int:
+    """Decode `_code_bytes` output into `out` (uint8); returns payload bytes consumed."""
+    pos = 0
+    start = 0
+    for count, table in chunks:
+        length = planes.encoded_size(table)
+        planes.decode_chunk(table, payload[pos : pos + length], count, out[start : start + count])
+        pos += length
+        start += count
+    if start != out.size:
+        raise ValueError("mask table does not match the tensor")
+    return pos
 
 
 def decode_chunks(
@@ -117,6 +168,14 @@ def decode_chunks(
     """Decode a payload written by `encode_lossless` / `encode_lossy` into `out` (bits)."""
     pos = 0
     start = 0
+    mask: np.ndarray | None = None
+    if enc == "mxor":
+        if pred is None or not chunks or chunks[0][0] != "mask":
+            raise ValueError("mxor object without a base or a mask")
+        packed = np.empty((out.size + 7) // 8, dtype=np.uint8)
+        pos = _decode_bytes(chunks[0][1], payload, packed)
+        mask = np.unpackbits(packed, count=out.size, bitorder="little").view(bool)
+        chunks = chunks[1:]
     for count, table in chunks:
         length = planes.encoded_size(table)
         window = out[start : start + count]
@@ -125,6 +184,8 @@ def decode_chunks(
             q = np.empty(count, dtype=np.uint32)
             planes.decode_chunk(table, payload[pos : pos + length], count, q)
             window[:] = dequantize(_unzigzag(q).view(np.int32), base, step, dtype)
+        elif base is not None and enc != "sub" and all(m == planes.ZERO for m, _ in table):
+            window[:] = base  # a zero residual (e.g. an exact cast of the base): one copy
         else:
             planes.decode_chunk(table, payload[pos : pos + length], count, window)
             inverse(enc, window, base)
@@ -132,6 +193,8 @@ def decode_chunks(
         start += count
     if start != out.size or pos != len(payload):
         raise ValueError("chunk table does not match the payload")
+    if mask is not None:
+        np.copyto(out, out.dtype.type(0), where=mask)
 
 
 def dequantize(q: np.ndarray, pred: np.ndarray | None, step: float, dtype: str) -> np.ndarray:
@@ -169,19 +232,33 @@ def encode_lossy(
     return chunks, parts, decoded
 
 
-def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:
-    """Estimated payload bytes of an encoding, from a few windows of the tensor."""
-    window = 8192
-    n = cur.size
+SAMPLE_WINDOW = 2048
+
+
+def sample_windows(n: int, window: int = SAMPLE_WINDOW) -> list[slice]:
+    """The element ranges `sample_cost` looks at: start, middle and end of a tensor."""
     if n <= 3 * window:
-        picks = [slice(0, n)]
-    else:
-        picks = [slice(s, s + window) for s in (0, n // 2 - window // 2, n - window)]
+        return [slice(0, n)]
+    return [slice(s, s + window) for s in (0, n // 2 - window // 2, n - window)]
+
+
+def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:
+    """Estimated payload bytes of an encoding, from a few windows of the tensor.
+
+    `cur` and `pred` are either whole tensors or already the concatenated windows
+    (see `sample_windows`); mxor includes its mask.
+    """
     total = 0
-    for pick in picks:
-        residual = forward(enc, cur[pick], None if pred is None else pred[pick])
+    for pick in sample_windows(cur.size):
+        window = cur[pick]
+        base = None if pred is None else pred[pick]
+        residual = forward(enc, window, base)
         table, _ = planes.encode_chunk(np.ascontiguousarray(residual))
         total += planes.encoded_size(table)
+        if enc == "mxor" and base is not None:
+            packed = np.packbits(zero_mask(window, base))
+            table, _ = planes.encode_chunk(packed)
+            total += planes.encoded_size(table)
     return total
 
 

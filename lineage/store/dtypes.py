@@ -78,11 +78,17 @@ def to_float64(raw: np.ndarray, dtype: str) -> np.ndarray:
 
 def f32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     """Round float32 values to bf16 bit patterns, nearest-even, as torch does."""
-    u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    nan = np.isnan(values)
-    rounding = ((u >> np.uint32(16)) & np.uint32(1)) + np.uint32(0x7FFF)
-    out = ((u + rounding) >> np.uint32(16)).astype(np.uint16)
-    if nan.any():
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    u = values.view(np.uint32)
+    # rounding = ((u >> 16) & 1) + 0x7FFF, then (u + rounding) >> 16: in one temporary
+    t = np.right_shift(u, np.uint32(16))
+    np.bitwise_and(t, np.uint32(1), out=t)
+    np.add(t, np.uint32(0x7FFF), out=t)
+    np.add(t, u, out=t)
+    np.right_shift(t, np.uint32(16), out=t)
+    out = t.astype(np.uint16)
+    if values.size and np.isnan(values.max()):  # max propagates NaN: one pass, no mask
+        nan = np.isnan(values)
         # keep NaNs quiet NaNs instead of letting the rounding carry into the sign.
         out[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
     return out
@@ -97,7 +103,7 @@ def from_float(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "F64":
         return values.astype(np.float64).view(np.uint64)
     if dtype == "BF16":
-        return f32_to_bf16_bits(values.astype(np.float32))
+        return f32_to_bf16_bits(values)
     raise WeightsError(f"dtype {dtype} is not a float type")
 
 

@@ -6,8 +6,10 @@ mmap of each file (hashlib, numpy and zstandard release the GIL; nothing is copi
 memory but what one tensor's encoding needs). For each tensor, in order:
 
 1. exact dedup: an object with the same content hash is already stored;
-2. a delta against a candidate base (see `matching`), XOR or zigzag integer difference,
-   whichever a sample says is smaller, or plain coding when that is smaller still;
+2. a delta against a candidate base (see `matching`): XOR, XOR with a zero mask (pruned
+   tensors), or zigzag integer difference when a sample says it is clearly smaller, or
+   plain coding when that is smaller still. Sampling looks at three small windows and
+   scores other layers' tensors only when no by-name base codes well;
 3. with `lossy`, a quantized delta with a stated error bound instead.
 
 Objects are written temp → fsync → rename and the store is flushed before `ingest`
@@ -46,11 +48,13 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-#: a by-name base whose sample codes below this fraction of the raw size is good enough;
-#: only worse ones make us also try the same role in other layers.
-GOOD_ENOUGH = 0.3
-#: plain coding only beats a delta that codes above this fraction of the raw size.
+#: plain coding only beats a delta that codes above this fraction of the raw size; a
+#: by-name base doing worse than this makes us also try the same role in other layers.
 PLAIN_WORTH_TRYING = 0.6
+#: zigzag `sub` is taken over XOR only when its sample codes below this fraction of XOR's.
+SUB_MARGIN = 0.92
+#: the zero-mask XOR (`mxor`) is tried when more of the sample than this is exactly zero.
+MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
 SMALL_TENSOR = 4096
 
@@ -324,26 +328,38 @@ class _TensorEncoder:
         base_bits = read_bytes(self.store, c.object_id).view(uint_type(itemsize(c.dtype)))
         return codec.Prediction(c.object_id, c.dtype, base_bits, 0).for_dtype(dtype)
 
+    def _sample_pred(self, c: Candidate, dtype: str, picks: list[slice]) -> np.ndarray:
+        """A candidate's prediction on the sample windows only (no full-size cast)."""
+        base_bits = read_bytes(self.store, c.object_id).view(uint_type(itemsize(c.dtype)))
+        windows = np.concatenate([base_bits[p] for p in picks])
+        return codec.Prediction(c.object_id, c.dtype, windows, 0).for_dtype(dtype)
+
     def _choose(
         self, slot: TensorSlot, cur: np.ndarray
     ) -> tuple[str, Candidate | None, np.ndarray | None]:
-        """The smallest encoding on a sample: plain, or xor/sub against a candidate base."""
+        """The smallest encoding on a sample: plain, or a delta against a candidate base.
+
+        Every by-name candidate is scored with XOR (plus the zero mask when the sample
+        has zeros); other layers' tensors of the same role only when no by-name base
+        codes well (a distilled student). `sub` is checked on the winner and only taken
+        when clearly smaller, since XOR decodes in one pass.
+        """
         named = self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=False)
         if cur.size < SMALL_TENSOR:
             # a few kB at most: not worth sampling; a by-name base is nearly always best
             if named:
                 return "xor", named[0], self._candidates_pred(named[0], slot.dtype)
             return "plain", None, None
-        sample_bytes = min(cur.nbytes, 3 * 8192 * cur.itemsize)
-        best: tuple[float, str, Candidate | None, np.ndarray | None] = (
-            float("inf"),
-            "plain",
-            None,
-            None,
-        )
+        picks = codec.sample_windows(cur.size)
+        sample = np.concatenate([cur[p] for p in picks])
+        sample_bytes = sample.nbytes
+        try_mask = float(np.count_nonzero(sample == 0)) > MASK_WORTH_TRYING * sample.size
+        best_cost, best_enc = float("inf"), "plain"
+        best_base: Candidate | None = None
+        best_pred: np.ndarray | None = None
         tried: set[str] = set()
         for with_roles in (False, True):
-            if with_roles and best[0] < GOOD_ENOUGH * sample_bytes:
+            if with_roles and best_cost <= PLAIN_WORTH_TRYING * sample_bytes:
                 break
             pool = (
                 named
@@ -354,16 +370,22 @@ class _TensorEncoder:
                 if c.object_id in tried:
                     continue
                 tried.add(c.object_id)
-                pred = self._candidates_pred(c, slot.dtype)
-                for enc in codec.LOSSLESS:
-                    cost = codec.sample_cost(enc, cur, pred)
-                    if cost < best[0]:
-                        best = (cost, enc, c, pred)
-        if best[0] > PLAIN_WORTH_TRYING * sample_bytes:
-            plain = codec.sample_cost("plain", cur, None)
-            if plain < best[0]:
+                pred = self._sample_pred(c, slot.dtype, picks)
+                for enc in ("xor", "mxor") if try_mask else ("xor",):
+                    cost = codec.sample_cost(enc, sample, pred)
+                    if cost < best_cost:
+                        best_cost, best_enc, best_base, best_pred = cost, enc, c, pred
+        if best_base is not None and best_enc == "xor":
+            cost = codec.sample_cost("sub", sample, best_pred)
+            if cost < SUB_MARGIN * best_cost:
+                best_cost, best_enc = cost, "sub"
+        if best_cost > PLAIN_WORTH_TRYING * sample_bytes:
+            plain = codec.sample_cost("plain", sample, None)
+            if plain < best_cost:
                 return "plain", None, None
-        return best[1], best[2], best[3]
+        if best_base is None:
+            return "plain", None, None
+        return best_enc, best_base, self._candidates_pred(best_base, slot.dtype)
 
     def _put(
         self,

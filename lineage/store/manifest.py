@@ -12,8 +12,9 @@ version stored approximately) and ``sketch`` (tensor-content hashes for parent d
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT = 1
@@ -79,8 +80,15 @@ class Manifest:
         return ids
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
+        """Plain JSON-able dict (the same as `dataclasses.asdict`, without its deep copy
+        of every field: a manifest has thousands of tensors)."""
+        return {
+            "files": [_file_dict(f) for f in self.files],
+            "derivation": copy.deepcopy(self.derivation),
+            "lossy": copy.deepcopy(self.lossy),
+            "sketch": list(self.sketch),
+            "format": self.format,
+        }
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, compact): equal manifests give equal ids."""
@@ -103,3 +111,24 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         """Inverse of `to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+def _file_dict(f: FileEntry) -> dict[str, Any]:
+    return {
+        "path": f.path,
+        "size": f.size,
+        "kind": f.kind,
+        "object": f.object,
+        "header_object": f.header_object,
+        "tensors": [
+            {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "object": t.object,
+                "nbytes": t.nbytes,
+                "stored": t.stored,
+            }
+            for t in f.tensors
+        ],
+    }

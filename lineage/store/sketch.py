@@ -10,6 +10,7 @@ their token sets is estimated from the sketches alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -20,6 +21,7 @@ from lineage.store.matching import normalize
 SAMPLES_PER_TENSOR = 32
 SKETCH_SIZE = 256
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_STEPS = np.arange(SAMPLES_PER_TENSOR, dtype=np.int64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -30,6 +32,20 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+@functools.lru_cache(maxsize=4096)
+def _name_keys(name: str) -> np.ndarray:
+    """Per-sample keys of a tensor role name (the same for every version: cached)."""
+    seed = int.from_bytes(
+        hashlib.blake2b(normalize(name).encode(), digest_size=8).digest(), "little"
+    )
+    with np.errstate(over="ignore"):
+        keys = np.uint64(seed) + np.arange(SAMPLES_PER_TENSOR, dtype=np.uint64) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
+    keys.flags.writeable = False
+    return keys
+
+
 def tensor_tokens(name: str, dtype: str, raw: np.ndarray) -> np.ndarray:
     """Token hashes (uint64) for one tensor's raw bytes; empty for non-float or tiny tensors."""
     if dtype not in FLOATS:
@@ -38,17 +54,11 @@ def tensor_tokens(name: str, dtype: str, raw: np.ndarray) -> np.ndarray:
     n = bits.size
     if n < SAMPLES_PER_TENSOR:
         return np.empty(0, np.uint64)
-    positions = (np.arange(SAMPLES_PER_TENSOR, dtype=np.int64) * n) // SAMPLES_PER_TENSOR
+    positions = (_STEPS * n) // SAMPLES_PER_TENSOR
     sample = to_float64(bits[positions], dtype).astype(np.float32).view(np.uint32)
     coarse = (sample >> np.uint32(19)).astype(np.uint64)
-    seed = int.from_bytes(
-        hashlib.blake2b(normalize(name).encode(), digest_size=8).digest(), "little"
-    )
     with np.errstate(over="ignore"):
-        keys = np.uint64(seed) + np.arange(SAMPLES_PER_TENSOR, dtype=np.uint64) * np.uint64(
-            0x9E3779B97F4A7C15
-        )
-        return _mix(keys ^ (coarse * np.uint64(0xD6E8FEB86659FD93)))
+        return _mix(_name_keys(name) ^ (coarse * np.uint64(0xD6E8FEB86659FD93)))
 
 
 def bottom_k(tokens: list[np.ndarray], k: int = SKETCH_SIZE) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -90,6 +91,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     args = [weed, "server", f"-dir={data}", "-filer", "-s3", "-ip=127.0.0.1"]
     args += ["-ip.bind=127.0.0.1", "-master.telemetry=false", "-volume.max=20"]
     args += [f"-{flag}={port}" for flag, port in ports.items()]
+    # the Iceberg and Lance listeners have fixed default ports (8181, 9101) that collide
+    # when two test runs share a machine; the tests need neither
+    args += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
     log = (data / "weed.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{s3_port}"
@@ -98,7 +102,8 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
     finally:
         # SeaweedFS ignores SIGTERM for a long time; only SIGKILL stops it promptly.
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited early
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         log.close()
 

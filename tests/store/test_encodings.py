@@ -44,7 +44,7 @@ def _roundtrip(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> np.ndarray
 
 
 @settings(max_examples=120, deadline=None)
-@given(tensor_pairs(), st.sampled_from(["plain", "xor", "sub"]))
+@given(tensor_pairs(), st.sampled_from(["plain", "xor", "sub", "mxor"]))
 def test_lossless_encodings_roundtrip(case, enc) -> None:
     _, _, cur, base = case
     assert np.array_equal(_roundtrip(enc, cur, None if enc == "plain" else base), cur)
@@ -100,7 +100,7 @@ class _MemStore:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tensor_pairs(), st.sampled_from(["plain", "xor", "sub"]))
+@given(tensor_pairs(), st.sampled_from(["plain", "xor", "sub", "mxor"]))
 def test_objects_roundtrip_through_the_container(case, enc) -> None:
     dtype, _, cur, base_bits = case
     mem = _MemStore()
