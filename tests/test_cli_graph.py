@@ -95,6 +95,8 @@ def test_checkout_round_trip_is_bit_exact(cli_ws: Path, tmp_path: Path) -> None:
         (["add", "loop", "--from", ".", "-p", "loop@1"], 6),
         (["link", "base@1", "q@1"], 6),
         (["graph", "--format", "png"], 2),
+        (["bogus"], 2),
+        (["show"], 2),
     ],
 )
 def test_bad_input_one_line_error(cli_ws: Path, args: list[str], code: int) -> None:
@@ -110,6 +112,12 @@ def test_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:
     assert "no lineage workspace" in result.stderr
     result = run(["--workspace", str(tmp_path / "nope"), "models"], tmp_path, check=False)
     assert result.returncode == 3
+
+
+def test_version_and_bare_command(cli_ws: Path) -> None:
+    assert run(["--version"], cli_ws).stdout.startswith("lineage ")
+    bare = run([], cli_ws, check=False)
+    assert bare.returncode == 2 and "Usage" in bare.stdout and "Traceback" not in bare.stderr
 
 
 def test_name_too_long_and_nul(cli_ws: Path) -> None:

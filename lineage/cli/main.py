@@ -33,6 +33,14 @@ COMMAND_MODULES = [
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"lineage {version('lineage')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -41,6 +49,9 @@ def _root(
         "--workspace",
         "-w",
         help="Workspace directory (default: $LINEAGE_WORKSPACE, else search up from the cwd).",
+    ),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     ctx.obj = {"workspace": workspace}
@@ -78,10 +89,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors of typer's (vendored) click
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help text is already printed
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             sys.stderr.write(f"error: {exc.format_message()}\n")
             sys.exit(exc.exit_code)
         raise
