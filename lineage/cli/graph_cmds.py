@@ -117,13 +117,6 @@ def add(
         suggested: list[tuple[str, float]] = []
         if parent == ["auto"]:
             parent = _auto_parent(workspace, source, json_out)
-        elif not parent and source.exists():
-            # MGit's autopilot: name the likely parent, but let the user decide.
-            from lineage.api.storage import likely_parents
-
-            suggested = [
-                (ref, score) for ref, score in likely_parents(workspace, source) if score >= 0.5
-            ][:3]
         with byte_progress(f"adding {name}", enabled=not json_out) as progress:
             version = workspace.add(
                 name,
@@ -134,6 +127,15 @@ def add(
                 tags=tag,
                 progress=progress,
             )
+    if recipe is None and not version.parents:
+        # MGit's autopilot: name the likely parent, but let the user decide.
+        from lineage.api.storage import likely_parents
+
+        suggested = [
+            (ref, score)
+            for ref, score in likely_parents(workspace, source)
+            if score >= 0.5 and not ref.startswith(f"{name}@")
+        ][:3]
     if json_out:
         data = version.to_dict()
         if recipe is None:
