@@ -178,9 +178,18 @@ def _layout(view: GraphView) -> dict[int, tuple[float, float]]:
     )
     by_id = {node.id: node for node in view.nodes}
     positions: dict[int, tuple[float, float]] = {}
+    parents: dict[int, list[int]] = defaultdict(list)
+    for edge in view.edges:
+        parents[edge.child].append(edge.parent)
     for depth, level in enumerate(levels):
-        ordered = sorted(level, key=lambda i: (by_id[i].model, by_id[i].number))
-        for index, node_id in enumerate(ordered):
+        # Barycenter heuristic: a node goes under the mean position of its parents,
+        # which keeps a family together and edges short.
+        def key(node_id: int) -> tuple[float, str, int]:
+            xs = [positions[p][0] for p in parents[node_id] if p in positions]
+            centre = sum(xs) / len(xs) if xs else float("inf")
+            return (centre, by_id[node_id].model, by_id[node_id].number)
+
+        for index, node_id in enumerate(sorted(level, key=key)):
             positions[node_id] = (40 + index * 230, 40 + depth * 110)
     return positions
 
@@ -215,6 +224,8 @@ def render_html(view: GraphView, title: str = "lineage graph") -> str:
         )
         parts.append(
             f'<g class="node"><title>{tooltip}</title>'
+            # An opaque backing, so edges that pass behind a box do not show through.
+            f'<rect x="{x}" y="{y}" width="190" height="52" rx="9" fill="#ffffff"/>'
             f'<rect x="{x}" y="{y}" width="190" height="52" rx="9" fill="{colour}22" '
             f'stroke="{colour}" stroke-width="2"/>'
             f'<text x="{x + 10}" y="{y + 21}" class="ref">{html.escape(node.ref)}</text>'
