@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,7 @@ from lineage.records import AliasEvent, ModelInfo, ParentLink, Provenance, Versi
 from lineage.refs import Ref, parse_ref, validate_alias, validate_name
 
 if TYPE_CHECKING:
-    from lineage.store import Manifest, ObjectStore
+    from lineage.store import LossyOptions, Manifest, ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -394,11 +395,15 @@ class Workspace:
         progress: ProgressCallback | None = None,
         rematerialize: Callable[[Path], None] | None = None,
         derivation_spec: dict[str, Any] | None = None,
+        lossy: LossyOptions | None = None,
+        lossy_tolerance: float = 0.01,
     ) -> VersionInfo:
         """Register a new model from existing weights; it becomes `name@1`.
 
         `parents` are references (`base@2`, `base@champion`); `kind` says how this
-        model was derived from them (finetune, adapter, distill, ...).
+        model was derived from them (finetune, adapter, distill, ...). With `lossy`,
+        the weights are stored approximately only if every test inherited from the
+        parents still passes on them within `lossy_tolerance` (see `lineage.api.lossy`).
         """
         validate_name(name)
         with self._read() as conn:
@@ -417,6 +422,8 @@ class Workspace:
             new_model=True,
             rematerialize=rematerialize,
             derivation_spec=derivation_spec,
+            lossy=lossy,
+            lossy_tolerance=lossy_tolerance,
         )
 
     def commit(
@@ -433,11 +440,14 @@ class Workspace:
         progress: ProgressCallback | None = None,
         rematerialize: Callable[[Path], None] | None = None,
         derivation_spec: dict[str, Any] | None = None,
+        lossy: LossyOptions | None = None,
+        lossy_tolerance: float = 0.01,
     ) -> VersionInfo:
         """Record the next version of an existing model.
 
         Without `parents`, the new version keeps the derivation parents (and kind)
-        of the current latest version; a versioning edge links latest -> new.
+        of the current latest version; a versioning edge links latest -> new. With
+        `lossy`, as in `add`, guarded by the model's own and inherited tests.
         """
         validate_name(name)
         latest = self.resolve(Ref(name=name, alias="latest"))
@@ -457,6 +467,8 @@ class Workspace:
             new_model=False,
             rematerialize=rematerialize,
             derivation_spec=derivation_spec,
+            lossy=lossy,
+            lossy_tolerance=lossy_tolerance,
         )
 
     def _create_version(
@@ -474,7 +486,13 @@ class Workspace:
         new_model: bool,
         rematerialize: Callable[[Path], None] | None,
         derivation_spec: dict[str, Any] | None,
+        lossy: LossyOptions | None = None,
+        lossy_tolerance: float = 0.01,
     ) -> VersionInfo:
+        if lossy is not None:
+            from lineage.api.lossy import check_lossy_request
+
+            check_lossy_request(lossy, lossy_tolerance)
         if kind is not None and kind not in t.DERIVATION_KINDS:
             raise UsageError(
                 f"unknown derivation kind {kind!r}; use one of {', '.join(t.DERIVATION_KINDS)}"
@@ -497,7 +515,28 @@ class Workspace:
                 )
         provenance = provenance or Provenance()
 
-        manifest = self._ingest(source, parent_versions, progress, rematerialize, derivation_spec)
+        if lossy is None:
+            manifest = self._ingest(
+                source, parent_versions, progress, rematerialize, derivation_spec
+            )
+        else:
+            from lineage.api.lossy import guarded_ingest
+
+            manifest, decision = guarded_ingest(
+                self,
+                name,
+                source,
+                parent_versions,
+                lossy,
+                lossy_tolerance,
+                data=provenance.extra.get("data"),
+                progress=progress,
+                rematerialize=rematerialize,
+                derivation_spec=derivation_spec,
+            )
+            provenance = replace(
+                provenance, extra={**provenance.extra, "lossy": decision.to_dict()}
+            )
         manifest_id = self.store.put_manifest(manifest)
 
         now = _now()

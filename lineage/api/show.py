@@ -9,11 +9,16 @@ if TYPE_CHECKING:
 
 
 def describe_version(workspace: Workspace, ref: str) -> dict[str, Any]:
-    """Provenance, parents, children, aliases and tests (with where each test comes
-    from and its latest result) of the version `ref` points to."""
+    """Provenance, parents, children, aliases, tests (with where each test comes
+    from and its latest result) of the version `ref` points to, and whether its
+    weights are approximate (stored in lossy mode)."""
     version = workspace.resolve(ref)
     info = version.to_dict()
     info["children"] = [child.ref for child in workspace.children(version.ref)]
+    # stored in lossy mode: checkout gives approximate weights (the bound is in `lossy`)
+    manifest = workspace.store.get_manifest(version.manifest_id)
+    info["approximate"] = manifest.approximate
+    info["lossy"] = manifest.lossy if manifest.approximate else None
     try:
         from lineage.api.testing import describe_tests
     except ImportError:  # recipes/tests layer not installed in this build

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -11,6 +13,7 @@ from lineage.cli.output import (
     JsonOption,
     byte_progress,
     console,
+    err_console,
     parse_params,
     print_json,
     workspace_from,
@@ -18,7 +21,60 @@ from lineage.cli.output import (
 from lineage.errors import UsageError
 from lineage.records import VersionInfo
 
+if TYPE_CHECKING:
+    from lineage.store import LossyOptions
+
 GRAPH_FORMATS = ("text", "mermaid", "dot", "html", "json")
+
+LossyOption = typer.Option(
+    False,
+    "--lossy",
+    help="Store approximately (quantized deltas) if the version's tests still pass; else lossless.",
+)
+MaxErrorOption = typer.Option(
+    None, "--max-error", help="With --lossy: largest |error| per weight (default 1e-4)."
+)
+LossyToleranceOption = typer.Option(
+    None,
+    "--lossy-tolerance",
+    help="With --lossy: largest change of any test metric vs the exact weights (default 0.01).",
+)
+
+
+def _lossy_request(
+    lossy: bool, max_error: float | None, tolerance: float | None
+) -> tuple[LossyOptions | None, float]:
+    """(options or None, tolerance) from the --lossy flags, validated before any write."""
+    if not lossy:
+        if max_error is not None or tolerance is not None:
+            raise UsageError("--max-error and --lossy-tolerance need --lossy")
+        return None, 0.01
+    from lineage.api.lossy import DEFAULT_TOLERANCE, check_lossy_request, lossy_options
+
+    options = lossy_options(1e-4 if max_error is None else max_error)
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    check_lossy_request(options, tolerance)
+    return options, tolerance
+
+
+def _report_lossy(version: VersionInfo) -> None:
+    """One line on stderr on how a --lossy request ended."""
+    decision = (version.extra or {}).get("lossy")
+    if not decision:
+        return
+    if decision["accepted"]:
+        err_console.print(
+            f"Stored {version.ref} lossily (|error| <= {decision['max_abs_error']:g}, "
+            f"{decision['approximate_tensors']} tensors approximate): {decision['reason']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        err_console.print(
+            f"warning: {version.ref}: lossy not kept: {decision['reason']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _version_line(version: VersionInfo) -> str:
@@ -91,13 +147,19 @@ def add(
     data: str = typer.Option(None, "--data", help="Data set: a built-in name or a CSV/JSONL."),
     message: str = typer.Option("", "--message", "-m", help="What this version is."),
     tag: list[str] = typer.Option([], "--tag", "-t", help="Tag the version (repeatable)."),
+    lossy: bool = LossyOption,
+    max_error: float = MaxErrorOption,
+    lossy_tolerance: float = LossyToleranceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Register a new model from existing weights, or make it with a recipe."""
+    lossy_opts, tolerance = _lossy_request(lossy, max_error, lossy_tolerance)
     workspace = workspace_from(ctx)
     if recipe is not None:
         if source is not None:
             raise UsageError("give either --from (existing weights) or --recipe, not both")
+        if lossy_opts is not None:
+            raise UsageError("--lossy applies to --from weights (a recipe's output is re-made)")
         from lineage.api.derive import add_from_recipe
 
         version = add_from_recipe(
@@ -126,7 +188,10 @@ def add(
                 message=message,
                 tags=tag,
                 progress=progress,
+                lossy=lossy_opts,
+                lossy_tolerance=tolerance,
             )
+    _report_lossy(version)
     if recipe is None and not version.parents:
         # MGit's autopilot: name the likely parent, but let the user decide.
         from lineage.api.storage import likely_parents
@@ -178,9 +243,13 @@ def commit(
     emit: bool = typer.Option(
         True, "--emit/--no-emit", help="Announce the version to Prefect when one is configured."
     ),
+    lossy: bool = LossyOption,
+    max_error: float = MaxErrorOption,
+    lossy_tolerance: float = LossyToleranceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Record the next version of a model."""
+    lossy_opts, tolerance = _lossy_request(lossy, max_error, lossy_tolerance)
     workspace = workspace_from(ctx)
     with byte_progress(f"committing {name}", enabled=not json_out) as progress:
         version = workspace.commit(
@@ -190,7 +259,10 @@ def commit(
             message=message,
             tags=tag,
             progress=progress,
+            lossy=lossy_opts,
+            lossy_tolerance=tolerance,
         )
+    _report_lossy(version)
     emitted = False
     if emit:
         from lineage.events import emit_if_configured
@@ -269,6 +341,11 @@ def show(
             console.print(f"  {key:17} {value}")
     if info["recipe_params"]:
         console.print(f"  {'recipe_params':17} {info['recipe_params']}")
+    if info.get("approximate"):
+        bound = info["lossy"]["max_abs_error"]
+        console.print(f"  {'weights':17} approximate (stored in lossy mode, |error| <= {bound:g})")
+    elif (info.get("extra") or {}).get("lossy"):
+        console.print(f"  {'weights':17} exact (lossy requested, not kept)")
     for link in info["parents"]:
         how = "previous version" if link["edge_type"] == "versioning" else link["kind"]
         console.print(f"  parent           {link['ref']} ({how})")
@@ -374,13 +451,28 @@ def checkout(
     force: bool = typer.Option(False, "--force", help="Replace a non-empty directory."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Write a version's weights as a Hugging Face directory, bit-exactly."""
+    """Write a version's weights as a Hugging Face directory, bit-exactly (approximately,
+    with a warning, for a version stored with --lossy)."""
     workspace = workspace_from(ctx)
     version = workspace.resolve(ref)
-    with byte_progress(f"checking out {version.ref}", enabled=not json_out) as progress:
+    from lineage.api.lossy import approximate_warning_silenced
+
+    manifest = workspace.store.get_manifest(version.manifest_id)
+
+    # the store logs its own warning for an approximate version; the CLI says it once
+    with (
+        approximate_warning_silenced(),
+        byte_progress(f"checking out {version.ref}", enabled=not json_out) as progress,
+    ):
         target = workspace.checkout(version.ref, directory, progress=progress, force=force)
+    if manifest.approximate:
+        assert manifest.lossy is not None
+        sys.stderr.write(
+            f"warning: {version.ref} was stored in lossy mode: its weights are approximate "
+            f"(|error| <= {manifest.lossy['max_abs_error']:g})\n"
+        )
     if json_out:
-        print_json({"ref": version.ref, "path": str(target)})
+        print_json({"ref": version.ref, "path": str(target), "approximate": manifest.approximate})
     else:
         console.print(f"Checked out {version.ref} to {target}")
 
