@@ -13,11 +13,18 @@ lineage subtree coloured by outcome.
 
 Run it without a server (`lineage cascade base@2`: Prefect's ephemeral mode) or as
 a deployment triggered by `lineage.model.committed` (see `deployments.yaml`).
+
+Tasks run on a thread pool in the flow's process by default, or on a Dask cluster
+(`task_runner="dask"`: a local multi-process cluster, or an existing scheduler by
+address). Tasks receive only plain values (the workspace *path*, the plan node,
+refs) and re-open the workspace where they run, so any worker that sees the
+workspace at the same path (and its database) can run them.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import queue
 import re
 import time
@@ -35,10 +42,10 @@ from prefect.artifacts import (
 )
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from lineage.cascade.plan import CascadePlan, PlanNode, build_plan
-from tasks.common import open_workspace
+from tasks.common import dask_workers_default, open_workspace, resolve_task_runner
 from tasks.derive import derive_task
 from tasks.testing import gate_task, test_task
 
@@ -66,6 +73,39 @@ def listening(listener: NodeListener) -> Iterator[None]:
 def _notify(event: str, summary: dict[str, Any]) -> None:
     for listener in list(_listeners):
         listener(event, summary)
+
+
+def build_task_runner(
+    kind: str | None = None, *, dask_address: str | None = None, dask_workers: int | None = None
+) -> TaskRunner[Any]:
+    """The Prefect task runner for the cascade's tasks.
+
+    `thread`: a pool in this process (the scheduler, not the pool, limits how many
+    nodes run at once, so the pool only has to be big enough). `dask`: the scheduler at
+    `dask_address` ($LINEAGE_DASK_ADDRESS), or else a temporary local cluster of
+    `dask_workers` single-threaded processes on 127.0.0.1 without a dashboard.
+
+    >>> build_task_runner("dask", dask_address="tcp://scheduler:8786").address
+    'tcp://scheduler:8786'
+    """
+    kind = resolve_task_runner(kind, dask_address, dask_workers)
+    if kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=64)
+    from prefect_dask import DaskTaskRunner
+
+    address = dask_address or os.environ.get("LINEAGE_DASK_ADDRESS") or ""
+    if address:
+        return DaskTaskRunner(address=address)
+    workers = dask_workers or dask_workers_default()
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "processes": True,
+            "threads_per_worker": 1,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
+    )
 
 
 def slug(text: str) -> str:
@@ -419,9 +459,10 @@ def _run_name() -> str:
 @flow(
     name="lineage-cascade",
     flow_run_name=_run_name,
-    # Slots are enforced by the scheduler (`concurrency`); the pool only has to be
-    # at least that big, so a deployment parameter can change it per run.
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
+    # Chosen when this module is imported, from $LINEAGE_TASK_RUNNER and
+    # $LINEAGE_DASK_ADDRESS (a work pool's env sets them for a deployment); callers in
+    # Python pick one per run with `run_cascade(task_runner=...)`.
+    task_runner=build_task_runner(),
     description="Re-derive, test and gate every descendant of a replaced model version.",
 )
 def cascade_flow(
@@ -481,25 +522,40 @@ def run_cascade(
     concurrency: int = 4,
     retries: int = 2,
     track: bool = True,
+    task_runner: str | None = None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> dict[str, Any]:
     """Run the cascade flow in this process (Prefect's local/ephemeral mode when no
-    API is configured), without the per-flow heartbeat thread."""
+    API is configured), without the per-flow heartbeat thread.
+
+    `task_runner` is `thread` (default) or `dask`; for `dask`, `dask_address` names an
+    existing scheduler, else a local cluster of `dask_workers` processes runs the tasks
+    (see `build_task_runner`).
+    """
     from prefect.settings import (
+        PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
 
+    kind = resolve_task_runner(task_runner, dask_address, dask_workers)
+    chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
     # The ephemeral server needs more than Prefect's default 20 s to start on a
     # small, busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-    with temporary_settings(
-        {
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup,
-        }
-    ):
-        return cascade_flow(
+    settings: dict[Any, Any] = {
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup,
+    }
+    if kind == "dask" and not PREFECT_API_URL.value():
+        # Dask workers are other processes: without an API URL each would start an
+        # ephemeral server of its own. They get this one's address (Prefect passes
+        # the settings context to every task it submits).
+        settings[PREFECT_API_URL] = _ephemeral_api_url(startup)
+    with temporary_settings(settings):
+        return cascade_flow.with_options(task_runner=chosen)(
             upstream=upstream,
             replaces=replaces,
             workspace=workspace,
@@ -508,3 +564,12 @@ def run_cascade(
             retries=retries,
             track=track,
         )
+
+
+def _ephemeral_api_url(startup_s: int) -> str:
+    """Start (once per process) Prefect's local ephemeral server; its API URL."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=startup_s)
+    return server.api_url

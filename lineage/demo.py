@@ -270,8 +270,18 @@ def run_demo(workspace: Path) -> None:
         "--param",
         "dataset=topic",
     )
-    demo.lineage("tests", "declare", "sentiment-lora", "accuracy", "--kind", "accuracy",
-                 "--param", "threshold=0.85", "--param", "dataset=sentiment")
+    demo.lineage(
+        "tests",
+        "declare",
+        "sentiment-lora",
+        "accuracy",
+        "--kind",
+        "accuracy",
+        "--param",
+        "threshold=0.85",
+        "--param",
+        "dataset=sentiment",
+    )
     demo.say("A strict bar on the pruned model: while it fails, nothing is promoted from it,")
     demo.say("and in the cascade its failure blocks the soup derived from it.")
     demo.lineage(

@@ -1,11 +1,14 @@
-"""What the cascade's Prefect tasks share: opening the workspace, retries, run context."""
+"""What the cascade's Prefect tasks share: opening the workspace, retries, run context,
+and the choice of task runner (importable without Prefect, for the CLI's checks)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from lineage.cascade.steps import is_transient
+from lineage.errors import UsageError
 
 if TYPE_CHECKING:
     from lineage.workspace import Workspace
@@ -47,3 +50,41 @@ def flow_run_id() -> str | None:
         return None
     value = flow_run.id
     return str(value) if value else None
+
+
+#: What runs the cascade's tasks: a thread pool in the flow's process, or a Dask cluster.
+TASK_RUNNERS = ("thread", "dask")
+#: Worker processes of the local Dask cluster made when no scheduler address is given.
+DEFAULT_DASK_WORKERS = 2
+
+
+def resolve_task_runner(
+    kind: str | None = None, dask_address: str | None = None, dask_workers: int | None = None
+) -> str:
+    """The task runner to use: `kind`, else $LINEAGE_TASK_RUNNER, else `dask` when a
+    scheduler address is known (`dask_address` or $LINEAGE_DASK_ADDRESS), else `thread`.
+
+    Raises:
+        UsageError: an unknown kind, Dask options without Dask, or a malformed address.
+    """
+    address = dask_address or os.environ.get("LINEAGE_DASK_ADDRESS") or ""
+    chosen = kind or os.environ.get("LINEAGE_TASK_RUNNER") or ("dask" if address else "thread")
+    if chosen not in TASK_RUNNERS:
+        raise UsageError(f"unknown task runner {chosen!r}; use one of {', '.join(TASK_RUNNERS)}")
+    if chosen != "dask" and (dask_address or dask_workers):
+        raise UsageError("--dask-address and --dask-workers need --task-runner dask")
+    if dask_address and dask_workers:
+        raise UsageError("--dask-workers sizes a local cluster; not with --dask-address")
+    if dask_workers is not None and dask_workers < 1:
+        raise UsageError(f"--dask-workers must be at least 1 (got {dask_workers})")
+    if address and "://" not in address:
+        raise UsageError(f"Dask scheduler address {address!r}: expected tcp://HOST:PORT")
+    return chosen
+
+
+def dask_workers_default() -> int:
+    """$LINEAGE_DASK_WORKERS, else `DEFAULT_DASK_WORKERS`."""
+    value = os.environ.get("LINEAGE_DASK_WORKERS") or str(DEFAULT_DASK_WORKERS)
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"LINEAGE_DASK_WORKERS={value!r}: expected a positive integer")
+    return int(value)

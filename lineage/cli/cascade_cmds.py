@@ -39,6 +39,29 @@ def cascade(
     track: bool = typer.Option(
         True, "--track/--no-track", help="Record runs, versions and aliases in MLflow."
     ),
+    task_runner: str = typer.Option(
+        None,
+        "--task-runner",
+        help="What runs the tasks: thread (a pool in this process; default) or dask "
+        "(a Dask cluster). Default: $LINEAGE_TASK_RUNNER, else dask when a scheduler "
+        "address is set, else thread.",
+        show_default=False,
+    ),
+    dask_address: str = typer.Option(
+        None,
+        "--dask-address",
+        help="Scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786 "
+        "(default $LINEAGE_DASK_ADDRESS); without one, --task-runner dask starts a "
+        "local cluster.",
+        show_default=False,
+    ),
+    dask_workers: int = typer.Option(
+        None,
+        "--dask-workers",
+        min=1,
+        help="Worker processes of the local Dask cluster (default 2).",
+        show_default=False,
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Re-derive every descendant of the version REF replaces, test it, promote what passes.
@@ -46,11 +69,17 @@ def cascade(
     Runs on Prefect: a configured API ($PREFECT_API_URL or the workspace's [prefect]
     api_url) records it there; otherwise Prefect's local ephemeral mode runs it here.
     Exits 12 when a node failed or was blocked.
+
+    Tasks run on a thread pool here, or with `--task-runner dask` on a local Dask
+    cluster of `--dask-workers` processes, or on the cluster at `--dask-address`
+    (its workers must see the workspace at the same path).
     """
     from lineage.cascade.plan import build_plan
+    from tasks.common import resolve_task_runner
 
     if runner not in RUNNER_CHOICES:
         raise UsageError(f"unknown runner {runner!r}; use one of {', '.join(RUNNER_CHOICES)}")
+    task_runner = resolve_task_runner(task_runner, dask_address, dask_workers)
     workspace = workspace_from(ctx)
     plan = build_plan(workspace, ref, replaces)
     if dry_run:
@@ -73,6 +102,9 @@ def cascade(
         retries,
         track=track,
         quiet=json_out,
+        task_runner=task_runner,
+        dask_address=dask_address,
+        dask_workers=dask_workers,
     )
     if json_out:
         print_json(summary)
@@ -96,6 +128,9 @@ def _run(
     *,
     track: bool,
     quiet: bool,
+    task_runner: str = "thread",
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> dict[str, Any]:
     from lineage.events import prefect_api_url
 
@@ -134,6 +169,9 @@ def _run(
             concurrency=concurrency,
             retries=retries,
             track=track,
+            task_runner=task_runner,
+            dask_address=dask_address,
+            dask_workers=dask_workers,
         )
 
 
