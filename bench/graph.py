@@ -57,25 +57,50 @@ def build_forest(url: str, total: int, seed: int = 0) -> tuple[list[int], list[i
             next_id += 1
     for version_id in range(1, next_id):
         model_rows.append(
-            {"id": version_id, "name": f"m{version_id}", "description": "", "tags": [],
-             "auto_promote": True, "require_approval": False, "created_at": now}
+            {
+                "id": version_id,
+                "name": f"m{version_id}",
+                "description": "",
+                "tags": [],
+                "auto_promote": True,
+                "require_approval": False,
+                "created_at": now,
+            }
         )
         version_rows.append(
-            {"id": version_id, "model_id": version_id, "number": 1, "manifest_id": "0" * 64,
-             "kind": None if not parents_of[version_id] else rng.choice(KINDS),
-             "recipe_params": {}, "library_versions": {}, "author": "bench", "message": "",
-             "tags": [], "extra": {}, "created_at": now}
+            {
+                "id": version_id,
+                "model_id": version_id,
+                "number": 1,
+                "manifest_id": "0" * 64,
+                "kind": None if not parents_of[version_id] else rng.choice(KINDS),
+                "recipe_params": {},
+                "library_versions": {},
+                "author": "bench",
+                "message": "",
+                "tags": [],
+                "extra": {},
+                "created_at": now,
+            }
         )
         for position, parent in enumerate(parents_of[version_id]):
             edge_rows.append(
-                {"child_id": version_id, "parent_id": parent, "edge_type": t.DERIVATION,
-                 "kind": "finetune", "position": position}
+                {
+                    "child_id": version_id,
+                    "parent_id": parent,
+                    "edge_type": t.DERIVATION,
+                    "kind": "finetune",
+                    "position": position,
+                }
             )
     with engine.begin() as conn:
-        for table, rows in ((t.models, model_rows), (t.versions, version_rows),
-                            (t.edges, edge_rows)):
+        for table, rows in (
+            (t.models, model_rows),
+            (t.versions, version_rows),
+            (t.edges, edge_rows),
+        ):
             for start in range(0, len(rows), 20_000):
-                conn.execute(insert(table), rows[start:start + 20_000])
+                conn.execute(insert(table), rows[start : start + 20_000])
     has_child = {parent for parents in parents_of.values() for parent in parents}
     leaves = [v for v in parents_of if v not in has_child]
     engine.dispose()
@@ -102,8 +127,11 @@ def time_queries(url: str, roots: list[int], leaves: list[int], samples: int = 3
             sizes["ancestors"].append(len(found))
     engine.dispose()
     return {
-        name: (statistics.median(values), sorted(values)[int(len(values) * 0.95) - 1],
-               statistics.mean(sizes[name]))
+        name: (
+            statistics.median(values),
+            sorted(values)[int(len(values) * 0.95) - 1],
+            statistics.mean(sizes[name]),
+        )
         for name, values in results.items()
     }
 
