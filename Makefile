@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint bench clean image image-if-engine services
+.PHONY: setup test demo lint bench clean image image-if-engine image-flow services
 
 setup: $(STAMP)
 
@@ -44,6 +44,12 @@ image: setup
 
 image-if-engine: setup
 	$(PY) -m containers.build --base-image $(BASE_IMAGE) --if-engine
+
+# Flow image for the docker work pool in deployments.yaml (`lineage-flow:latest`): the task
+# image plus Prefect, MLflow and the rest (containers/flow.Dockerfile). Not a prerequisite
+# of `make test`: tests/containers/test_flow_image.py builds it (or finds it) itself.
+image-flow: setup
+	$(PY) -m containers.build --base-image $(BASE_IMAGE) --flow
 
 # Install and start what the tests need (Docker engine, PostgreSQL binaries): root only.
 services:

