@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ console = Console(highlight=False)
 
 # Training steps per recipe: enough for real accuracy on the shipped data sets, few
 # enough that the whole demo finishes in a few minutes on 2 CPU cores.
-STEPS = "40"
+STEPS = "30"
 
 
 class Demo:
@@ -58,6 +59,10 @@ class Demo:
 
     def say(self, text: str) -> None:
         console.print(f"[cyan]{text}[/cyan]")
+
+    def run(self, command: str, check: bool = True) -> int:
+        """Run `lineage COMMAND` written as one shell-like string."""
+        return self.lineage(*shlex.split(command), check=check)
 
     def lineage(self, *args: str, check: bool = True) -> int:
         """Run one real `lineage` command in the workspace, echoing it first."""
@@ -126,176 +131,35 @@ def run_demo(workspace: Path) -> None:
     demo.lineage("add", "base", "--from", minilm, "-m", "all-MiniLM-L6-v2")
 
     demo.step("2. A family derived with every built-in recipe")
-    demo.lineage(
-        "add",
-        "sentiment",
-        "-p",
-        "base@1",
-        "--recipe",
-        "finetune",
-        "--data",
-        "sentiment",
-        "--param",
-        f"steps={STEPS}",
-        "-m",
-        "sentiment classifier, full fine-tune",
-    )
-    demo.lineage(
-        "add",
-        "sentiment-int8",
-        "-p",
-        "sentiment@1",
-        "--recipe",
-        "quantize",
-        "--param",
-        "dtype=int8",
-        "-m",
-        "int8 weights for CPU serving",
-    )
-    demo.lineage(
-        "add",
-        "sentiment-lora",
-        "-p",
-        "base@1",
-        "--recipe",
-        "lora",
-        "--data",
-        "sentiment",
-        "--param",
-        f"steps={STEPS}",
-        "-m",
-        "LoRA adapter on the base",
-    )
-    demo.lineage(
-        "add",
-        "sentiment-small",
-        "-p",
-        "sentiment@1",
-        "--recipe",
-        "distill",
-        "--data",
-        "sentiment",
-        "--param",
-        f"steps={STEPS}",
-        "-m",
-        "3-layer student of the classifier",
-    )
-    demo.lineage(
-        "add",
-        "sentiment-pruned",
-        "-p",
-        "sentiment@1",
-        "--recipe",
-        "prune",
-        "--param",
-        "sparsity=0.5",
-        "-m",
-        "50% magnitude-pruned",
-    )
-    demo.lineage(
-        "add",
-        "soup",
-        "-p",
-        "sentiment@1",
-        "-p",
-        "sentiment-pruned@1",
-        "--recipe",
-        "merge",
-        "--param",
-        "weights=[0.7, 0.3]",
-        "-m",
-        "soup of the dense and pruned classifiers",
-    )
-    demo.lineage(
-        "add",
-        "topic",
-        "-p",
-        "base@1",
-        "--recipe",
-        "finetune",
-        "--data",
-        "topic",
-        "--param",
-        f"steps={STEPS}",
-        "--param",
-        "mode=head",
-        "-m",
-        "topic classifier, head only",
-    )
+    for command in (
+        f"add sentiment -p base@1 --recipe finetune --data sentiment --param steps={STEPS}",
+        "add sentiment-int8 -p sentiment@1 --recipe quantize --param dtype=int8",
+        f"add sentiment-lora -p base@1 --recipe lora --data sentiment --param steps={STEPS}",
+        f"add sentiment-small -p sentiment@1 --recipe distill --data sentiment "
+        f"--param steps={STEPS}",
+        "add sentiment-pruned -p sentiment@1 --recipe prune --param sparsity=0.5",
+        "add soup -p sentiment@1 -p sentiment-pruned@1 --recipe merge --param weights=[0.7,0.3]",
+        f"add topic -p base@1 --recipe finetune --data topic --param steps={STEPS} "
+        "--param mode=head",
+    ):
+        demo.run(command)
 
     demo.step("3. Tests, declared once and inherited down the lineage")
-    demo.lineage(
-        "tests",
-        "declare",
-        "sentiment",
-        "accuracy",
-        "--kind",
-        "accuracy",
-        "--param",
-        "threshold=0.85",
-        "--param",
-        "dataset=sentiment",
-    )
-    demo.lineage(
-        "tests",
-        "declare",
-        "sentiment",
-        "robust",
-        "--kind",
-        "invariance",
-        "--param",
-        "threshold=0.8",
-        "--param",
-        "dataset=sentiment",
-    )
-    demo.lineage(
-        "tests",
-        "declare",
-        "sentiment-int8",
-        "size",
-        "--kind",
-        "size",
-        "--param",
-        "max_bytes=40000000",
-    )
-    demo.lineage(
-        "tests",
-        "declare",
-        "topic",
-        "accuracy",
-        "--kind",
-        "accuracy",
-        "--param",
-        "threshold=0.8",
-        "--param",
-        "dataset=topic",
-    )
-    demo.lineage(
-        "tests",
-        "declare",
-        "sentiment-lora",
-        "accuracy",
-        "--kind",
-        "accuracy",
-        "--param",
-        "threshold=0.85",
-        "--param",
-        "dataset=sentiment",
-    )
-    demo.say("A strict bar on the pruned model: while it fails, nothing is promoted from it,")
-    demo.say("and in the cascade its failure blocks the soup derived from it.")
-    demo.lineage(
-        "tests",
-        "declare",
-        "sentiment-pruned",
-        "accuracy",
-        "--kind",
-        "accuracy",
-        "--param",
-        "threshold=0.97",
-        "--param",
-        "dataset=sentiment",
-    )
+    for command in (
+        "tests declare sentiment accuracy --kind accuracy --param threshold=0.85 "
+        "--param dataset=sentiment --param max_examples=200",
+        "tests declare sentiment robust --kind invariance --param threshold=0.8 "
+        "--param dataset=sentiment --param max_examples=100",
+        "tests declare sentiment-int8 size --kind size --param max_bytes=40000000",
+        "tests declare sentiment-lora accuracy --kind accuracy --param threshold=0.85 "
+        "--param dataset=sentiment --param max_examples=200",
+        "tests declare topic accuracy --kind accuracy --param threshold=0.8 "
+        "--param dataset=topic --param max_examples=200",
+    ):
+        demo.run(command)
+    demo.say("A pruned model must also be small: a 50 MB budget. The prune recipe keeps the")
+    demo.say("weights dense, so it fails, and so does the soup that inherits the budget.")
+    demo.run("tests declare sentiment-pruned small --kind size --param max_bytes=50000000")
     for model in (
         "sentiment",
         "sentiment-int8",
@@ -307,28 +171,29 @@ def run_demo(workspace: Path) -> None:
     ):
         if demo.lineage("test", f"{model}@1", check=False) == 0:
             demo.lineage("promote", f"{model}@1", "--reason", "passed its tests", check=False)
-    demo.lineage("show", "soup@1")
+    demo.run("show soup@1")
 
     demo.step("4. The family tree and what it costs to store")
-    demo.lineage("graph")
-    demo.lineage("graph", "--format", "html", "-o", "family.html")
-    demo.lineage("store", "stats")
+    demo.run("graph")
+    demo.run("graph --format html -o family.html")
+    demo.run("store stats")
 
     demo.step("5. A new upstream version, and the cascade")
     demo.say("base v2: the encoder further trained on in-domain text (a real training run).")
     upstream = make_upstream_v2(workspace / "upstream-v2")
     demo.lineage("commit", "base", "--from", str(upstream), "-m", "encoder adapted in-domain")
-    demo.lineage("cascade", "base@2", "--dry-run")
+    demo.run("cascade base@2 --dry-run")
     demo.say("Now for real, on Prefect (local mode): derive, test and gate each node.")
-    demo.lineage("cascade", "base@2", check=False)
-    demo.lineage("graph")
-    demo.lineage("log", "--aliases", "sentiment")
+    demo.say("sentiment-pruned fails its size budget again, so the soup made from it is blocked.")
+    demo.run("cascade base@2", check=False)
+    demo.run("graph")
+    demo.run("log --aliases sentiment")
 
     demo.step("6. Something turned out wrong: roll back across the lineage")
     demo.lineage(
         "rollback", "sentiment", "--cascade", "--reason", "demo: user reports", check=False
     )
-    demo.lineage("models")
+    demo.run("models")
 
     demo.step("Done")
     elapsed = time.perf_counter() - demo.started
