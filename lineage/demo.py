@@ -32,7 +32,7 @@ console = Console(highlight=False)
 
 # Training steps per recipe: enough for real accuracy on the shipped data sets, few
 # enough that the whole demo finishes in a few minutes on 2 CPU cores.
-STEPS = "30"
+STEPS = "20"
 
 
 class Demo:
@@ -103,7 +103,7 @@ def make_upstream_v2(out_dir: Path) -> Path:
         trained = Path(tmp) / "trained"
         recipe.derive(
             [minilm_path()],
-            recipe.validate_params({"steps": 30, "mode": "full", "seed": 7}),
+            recipe.validate_params({"steps": 20, "mode": "full", "seed": 7}),
             load_dataset("topic"),
             trained,
         )
@@ -160,17 +160,12 @@ def run_demo(workspace: Path) -> None:
     demo.say("A pruned model must also be small: a 50 MB budget. The prune recipe keeps the")
     demo.say("weights dense, so it fails, and so does the soup that inherits the budget.")
     demo.run("tests declare sentiment-pruned small --kind size --param max_bytes=50000000")
-    for model in (
-        "sentiment",
-        "sentiment-int8",
-        "sentiment-lora",
-        "sentiment-small",
-        "sentiment-pruned",
-        "soup",
-        "topic",
-    ):
-        if demo.lineage("test", f"{model}@1", check=False) == 0:
-            demo.lineage("promote", f"{model}@1", "--reason", "passed its tests", check=False)
+    models = ["sentiment", "sentiment-int8", "sentiment-lora", "sentiment-small"]
+    models += ["sentiment-pruned", "soup", "topic"]
+    family = " ".join(f"{model}@1" for model in models)
+    demo.run(f"test {family}", check=False)
+    demo.say("Promotion is gated: only versions whose tests all passed become champion.")
+    demo.run(f"promote {family} --reason 'passed its tests'", check=False)
     demo.run("show soup@1")
 
     demo.step("4. The family tree and what it costs to store")

@@ -99,6 +99,15 @@ def test_tests_inherit_run_and_bisect(family) -> None:  # type: ignore[no-untype
         "small": True,
         "same-as-parent": False,
     }
+    # Several refs in one call: each is tested; the failing ones are named in one line.
+    both = run(["test", "base@1", "pruned@1"], root, check=False)
+    assert both.returncode == 12
+    assert both.stderr.strip().splitlines() == ["error: pruned@1 failed 1 test(s): same-as-parent"]
+    # Gated promotion of several refs: the passing one moves, the failing one is refused.
+    promoted = run(["promote", "base@1", "pruned@1"], root, check=False)
+    assert promoted.returncode == 13
+    assert promoted.stderr.strip().startswith("error: 1 of 2 refused: pruned@1")
+    assert as_json(["models"], root)[0]["aliases"] == {"champion": 1}
     found = as_json(["bisect", "same-as-parent", "pruned@1"], root)
     assert found["first_failing"] == "pruned@1"
     # A descendant can opt out of an inherited test.

@@ -78,31 +78,41 @@ def derive(
 
 def test(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Version to test."),
+    refs: list[str] = typer.Argument(..., help="Version(s) to test."),
     only: list[str] = typer.Option([], "--only", help="Run only this test (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set for tests that name none."),
     json_out: bool = JsonOption,
 ) -> None:
-    """Run every test that applies to REF, store the results; exit 12 if one fails."""
+    """Run every test that applies to each REF, store the results; exit 12 if one fails."""
     from lineage.api.testing import run_tests
 
-    report = run_tests(workspace_from(ctx), ref, data=data, only=only or None)
+    workspace = workspace_from(ctx)
+    reports = [run_tests(workspace, ref, data=data, only=only or None) for ref in refs]
     if json_out:
-        print_json(report.to_dict())
+        dicts = [report.to_dict() for report in reports]
+        print_json(dicts[0] if len(dicts) == 1 else dicts)
     else:
-        if not report.results:
-            console.print(f"{report.ref} has no tests")
-        for r in report.results:
-            mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
-            value = "-" if r.value is None else f"{r.value:.4g}"
-            bound = "-" if r.threshold is None else f"{r.threshold:.4g}"
-            console.print(
-                f"{mark} {r.name:<20} {r.metric}={value} (threshold {bound}) "
-                f"from {report.declared_on.get(r.name, '?')} [{r.duration_s:.1f}s]"
-            )
-    if not report.passed:
-        failed = [r.name for r in report.results if not r.passed]
-        raise TestsFailedError(f"{report.ref} failed {len(failed)} test(s): {', '.join(failed)}")
+        for report in reports:
+            if len(reports) > 1:
+                console.print(f"[bold]{report.ref}[/bold]")
+            if not report.results:
+                console.print(f"{report.ref} has no tests")
+            for r in report.results:
+                mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+                value = "-" if r.value is None else f"{r.value:.4g}"
+                bound = "-" if r.threshold is None else f"{r.threshold:.4g}"
+                console.print(
+                    f"{mark} {r.name:<20} {r.metric}={value} (threshold {bound}) "
+                    f"from {report.declared_on.get(r.name, '?')} [{r.duration_s:.1f}s]"
+                )
+    failing = [report for report in reports if not report.passed]
+    if failing:
+        parts = [
+            f"{report.ref} failed {sum(not r.passed for r in report.results)} test(s): "
+            + ", ".join(r.name for r in report.results if not r.passed)
+            for report in failing
+        ]
+        raise TestsFailedError("; ".join(parts))
 
 
 def bisect(

@@ -30,19 +30,48 @@ def _print_result(result: object, json_out: bool) -> None:
 
 def promote(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., help="Version to make champion, e.g. sentiment@3."),
+    refs: list[str] = typer.Argument(..., help="Version(s) to make champion, e.g. sentiment@3."),
     reason: str = typer.Option("", "--reason", "-m", help="Why (recorded with the change)."),
     approved_by: str = typer.Option(
         None, "--approved-by", help="Approver's name, for models that require approval."
     ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Make REF the champion if all its tests passed (the old champion becomes previous)."""
+    """Make each REF the champion if all its tests passed (the old champion becomes previous).
+
+    With several REFs each is promoted on its own; those refused are named in one error
+    line at the end (exit 13) and change nothing.
+    """
     from lineage.api.promote import promote as promote_version
+    from lineage.errors import PromotionError
 
     workspace = workspace_from(ctx)
-    result = promote_version(workspace, ref, reason=reason, approved_by=approved_by)
-    _print_result(result, json_out)
+    if len(refs) == 1:
+        result = promote_version(workspace, refs[0], reason=reason, approved_by=approved_by)
+        _print_result(result, json_out)
+        return
+    results, refused = [], []
+    for ref in refs:
+        try:
+            result = promote_version(workspace, ref, reason=reason, approved_by=approved_by)
+        except PromotionError as exc:
+            refused.append((ref, str(exc)))
+            continue
+        results.append(result)
+        if not json_out:
+            _print_result(result, False)
+    if json_out:
+        print_json(
+            {
+                "promoted": [result.to_dict() for result in results],
+                "refused": [{"ref": ref, "reason": why} for ref, why in refused],
+            }
+        )
+    if refused:
+        raise PromotionError(
+            f"{len(refused)} of {len(refs)} refused: "
+            + "; ".join(f"{ref} ({why})" for ref, why in refused)
+        )
 
 
 def rollback(
