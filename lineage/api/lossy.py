@@ -37,8 +37,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from lineage.errors import LineageError, UsageError
 from lineage.records import VersionInfo
 
@@ -152,9 +150,8 @@ def applicable_tests(
     (none yet for a new model), then those of its parents' lineage, nearest first.
     """
     from lineage import graph
-    from lineage.api.testing import ResolvedTest
+    from lineage.api.testing import resolve_tests_along
     from lineage.db import schema as t
-    from lineage.modeltests import TestDeclaration
 
     with workspace.engine.connect() as conn:
         ids = {p.id for p in parents}
@@ -166,39 +163,7 @@ def applicable_tests(
     for ancestor in reversed(workspace.versions_by_id(order)):  # nearest first
         if ancestor.model not in chain:
             chain.append(ancestor.model)
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                t.models.c.name.label("model"),
-                t.model_tests.c.name,
-                t.model_tests.c.kind,
-                t.model_tests.c.params,
-                t.model_tests.c.disabled,
-            )
-            .join(t.models, t.models.c.id == t.model_tests.c.model_id)
-            .where(t.models.c.name.in_(chain))
-        ).all()
-    by_model: dict[str, list[Any]] = {}
-    for row in rows:
-        by_model.setdefault(row.model, []).append(row)
-    chosen: dict[str, ResolvedTest | None] = {}
-    for model in chain:
-        for row in sorted(by_model.get(model, []), key=lambda r: r.name):
-            if row.name in chosen:
-                found = chosen[row.name]
-                if found is not None:
-                    found.overrides.append(model)
-                continue
-            chosen[row.name] = (
-                None
-                if row.disabled
-                else ResolvedTest(
-                    TestDeclaration(name=row.name, kind=row.kind, params=dict(row.params or {})),
-                    declared_on=model,
-                    inherited=model != name,
-                )
-            )
-    return [r for _, r in sorted(chosen.items()) if r is not None]
+    return resolve_tests_along(workspace, chain)
 
 
 def guarded_ingest(

@@ -159,7 +159,13 @@ def _model_chain(workspace: Workspace, version: VersionInfo) -> list[str]:
 def resolve_tests(workspace: Workspace, ref: str) -> list[ResolvedTest]:
     """The tests that apply to `ref`, each with the model it is declared on."""
     version = workspace.resolve(ref)
-    chain = _model_chain(workspace, version)
+    return resolve_tests_along(workspace, _model_chain(workspace, version))
+
+
+def resolve_tests_along(workspace: Workspace, chain: list[str]) -> list[ResolvedTest]:
+    """Resolve declarations along a model chain (the model itself first, then its
+    lineage, nearest first): the nearest declaration of a name wins, and an opt-out
+    hides an inherited test from that model down."""
     with workspace.engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -188,7 +194,7 @@ def resolve_tests(workspace: Workspace, ref: str) -> list[ResolvedTest]:
             chosen[row.name] = ResolvedTest(
                 TestDeclaration(name=row.name, kind=row.kind, params=dict(row.params or {})),
                 declared_on=model,
-                inherited=model != version.model,
+                inherited=model != chain[0],
             )
     return [r for _, r in sorted(chosen.items()) if r is not None]
 
