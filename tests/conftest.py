@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch as _torch
 
+from lineage.bundled import make_tiny_model
 from lineage.testing import free_port, require_service, write_tiny_weights
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -131,3 +133,32 @@ def sqlite_workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
     ws = Workspace.init(tmp_path / "ws")
     yield ws
     ws.close()
+
+
+# Tiny transformers shared by the recipe and model-test tests (built once per session).
+# Other engineers share the cores; tests stay within a thread or two.
+_torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT without a head (an embedding model, like MiniLM)."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> Path:
+    """A tiny random BERT with a 2-label head."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-classifier", num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment(tmp_path_factory, tiny_encoder) -> Path:
+    """The tiny encoder fine-tuned on the shipped sentiment set (learns it in ~1 s)."""
+    from lineage.recipes import get_recipe
+
+    out = tmp_path_factory.mktemp("models") / "tiny-sentiment"
+    get_recipe("finetune").derive(
+        [tiny_encoder], {"steps": 40, "lr": 3e-3, "batch_size": 32}, "sentiment", out
+    )
+    return out

@@ -52,3 +52,33 @@ def classification_loss(model, tokenizer, max_length: int):
 def finish_dir(out_dir: Path, parent: Path) -> None:
     """Copy the parent's tokenizer next to the weights, so the child loads alone."""
     copy_tokenizer(parent, out_dir)
+
+
+def train_classifier(
+    model,
+    tokenizer,
+    data: TextDataset,
+    params,
+    *,
+    steps: int,
+    label: str,
+    progress=None,
+    after_step=None,
+):  # type: ignore[no-untyped-def]
+    """Train `model` on the data's train split with the classification loss and the
+    params' optimizer knobs; returns the loss curve. Shared by finetune, lora and
+    prune-recovery so the three train identically (and stay deterministic together)."""
+    from lineage.recipes.training import batches, train_steps
+
+    return train_steps(
+        list(model.parameters()),
+        classification_loss(model, tokenizer, params.max_length),
+        batches(data.split("train"), params.batch_size, params.seed),
+        steps=steps,
+        lr=params.lr,
+        weight_decay=params.weight_decay,
+        warmup_ratio=params.warmup_ratio,
+        progress=progress,
+        label=label,
+        **({"after_step": after_step} if after_step is not None else {}),
+    )

@@ -22,12 +22,12 @@ from lineage.datasets import TextDataset
 from lineage.recipes.base import DeriveResult, Recipe
 from lineage.recipes.builtin.common import (
     TrainParams,
-    classification_loss,
     finish_dir,
     require_data,
+    train_classifier,
 )
 from lineage.recipes.hf import load_classifier, load_tokenizer, require_encoder, save_model
-from lineage.recipes.training import ProgressCallback, batches, classifier_metrics, train_steps
+from lineage.recipes.training import ProgressCallback, classifier_metrics
 
 HEAD_LR = 1e-3
 
@@ -63,16 +63,14 @@ def run_finetune(
             p.requires_grad = name.startswith(("classifier.", "bert.pooler.", "roberta.pooler."))
     model.train()
     start = time.perf_counter()
-    curve = train_steps(
-        list(model.parameters()),
-        classification_loss(model, tokenizer, params.max_length),
-        batches(data.split("train"), params.batch_size, params.seed),
+    curve = train_classifier(
+        model,
+        tokenizer,
+        data,
+        params,
         steps=params.steps,
-        lr=params.lr,
-        weight_decay=params.weight_decay,
-        warmup_ratio=params.warmup_ratio,
-        progress=progress,
         label="finetune",
+        progress=progress,
     )
     train_s = time.perf_counter() - start
     for p in model.parameters():

@@ -23,9 +23,9 @@ from lineage.datasets import TextDataset
 from lineage.recipes.base import DeriveResult, Recipe
 from lineage.recipes.builtin.common import (
     TrainParams,
-    classification_loss,
     finish_dir,
     require_data,
+    train_classifier,
 )
 from lineage.recipes.hf import (
     ADAPTER_META,
@@ -35,7 +35,7 @@ from lineage.recipes.hf import (
     save_model,
     write_json,
 )
-from lineage.recipes.training import ProgressCallback, batches, classifier_metrics, train_steps
+from lineage.recipes.training import ProgressCallback, classifier_metrics
 
 
 class LoraParams(TrainParams):
@@ -75,16 +75,14 @@ def run_lora(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.train()
     start = time.perf_counter()
-    curve = train_steps(
-        list(model.parameters()),
-        classification_loss(model, tokenizer, params.max_length),
-        batches(data.split("train"), params.batch_size, params.seed),
+    curve = train_classifier(
+        model,
+        tokenizer,
+        data,
+        params,
         steps=params.steps,
-        lr=params.lr,
-        weight_decay=params.weight_decay,
-        warmup_ratio=params.warmup_ratio,
-        progress=progress,
         label="lora",
+        progress=progress,
     )
     metrics = {
         "train_seconds": time.perf_counter() - start,

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from lineage.datasets import TextDataset
 from lineage.errors import RecipeError
 from lineage.recipes.base import DeriveResult, Recipe
-from lineage.recipes.builtin.common import OptimParams, classification_loss, finish_dir
+from lineage.recipes.builtin.common import OptimParams, finish_dir, train_classifier
 from lineage.recipes.hf import (
     load_classifier,
     load_plain,
@@ -31,7 +31,7 @@ from lineage.recipes.hf import (
     require_encoder,
     save_model,
 )
-from lineage.recipes.training import ProgressCallback, batches, classifier_metrics, train_steps
+from lineage.recipes.training import ProgressCallback, classifier_metrics
 
 MASK_FILE = "prune_mask.safetensors"
 
@@ -128,17 +128,15 @@ def run_prune(
         tokenizer = load_tokenizer(parent)
         model.train()
         start = time.perf_counter()
-        curve = train_steps(
-            list(model.parameters()),
-            classification_loss(model, tokenizer, params.max_length),
-            batches(data.split("train"), params.batch_size, params.seed),
+        curve = train_classifier(
+            model,
+            tokenizer,
+            data,
+            params,
             steps=params.recovery_steps,
-            lr=params.lr,
-            weight_decay=params.weight_decay,
-            warmup_ratio=params.warmup_ratio,
+            label="prune-recovery",
             progress=progress,
             after_step=apply_masks,
-            label="prune-recovery",
         )
         metrics["train_seconds"] = time.perf_counter() - start
         if data.splits.get("validation"):
