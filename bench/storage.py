@@ -6,13 +6,18 @@ and merged, fp16, bf16, int8, pruned (and re-tuned), distilled, soup — then me
 in this run, every approach on the same files: ratio vs the sum of the files, add MB/s
 and checkout MB/s. Every checkout is compared byte for byte with its source.
 
-    .venv/bin/python bench/storage.py [--cache DIR] [--rebuild] [--skip-lossy]
+    .venv/bin/python bench/storage.py [--cache DIR] [--rebuild] [--skip-lossy] [--repeat N]
                                       [--only-lineage] [--no-recipes-row] [--only-lossy]
 
 The machine is often shared: the load average is printed at the start and the end, and
 every rate is given both by wall clock and per CPU-second of this process (x cores), so a
-loaded machine does not hide progress. `--only-lineage --no-recipes-row --skip-lossy` is
-the quick loop for work on the store itself.
+loaded machine does not hide progress. Every lossless row is run `--repeat` times (3 by
+default), each time into a new empty store and output folder, the previous run's files
+deleted first; the table gives the median run's figures and the range of all runs, for
+every approach alike (the guarded lossy row runs once: its add includes model tests).
+The first run of a process is often the slowest: page-cache and heap pages it writes to
+are new to it (zeroed, and in a VM possibly not yet backed by the host).
+`--only-lineage --no-recipes-row --skip-lossy` is the quick loop for work on the store.
 
 Rows:
 - zstd-3 per file, ZipNN per file: each file compressed on its own.
@@ -332,6 +337,25 @@ class Row:
     add_s: tuple[float, float]  # wall, cpu
     checkout_s: tuple[float, float]
     note: str = ""
+    #: wall seconds of every run (add, checkout), when the row was repeated
+    runs: list[tuple[float, float]] = field(default_factory=list)
+
+
+def median_row(rows: list[Row]) -> Row:
+    """One row from repeated runs: the median add and the median checkout (by wall
+    time, each with its CPU time), and every run's wall times for the spread."""
+    by_add = sorted(rows, key=lambda r: r.add_s[0])
+    by_checkout = sorted(rows, key=lambda r: r.checkout_s[0])
+    mid = len(rows) // 2
+    notes = sorted({r.note for r in rows if r.note})
+    return Row(
+        rows[0].name,
+        rows[-1].stored,
+        by_add[mid].add_s,
+        by_checkout[mid].checkout_s,
+        "; ".join(notes),
+        [(r.add_s[0], r.checkout_s[0]) for r in rows],
+    )
 
 
 # ----------------------------------------------------------------------------- peers
@@ -629,6 +653,12 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "lineage-bench-family"
     )
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per lossless row (fresh store each); the table shows the median run",
+    )
     parser.add_argument("--skip-lossy", action="store_true")
     parser.add_argument(
         "--only-lineage",
@@ -646,6 +676,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_lossy and args.skip_lossy:
         parser.error("--only-lossy and --skip-lossy contradict each other")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     print(f"load average at start: {_loadavg()} on {os.cpu_count()} cores", flush=True)
     if args.rebuild:
         shutil.rmtree(args.cache, ignore_errors=True)
@@ -670,20 +702,27 @@ def main() -> None:
             )
         )
         for fn, label in peers:
-            (work / label).mkdir()
-            rows.append(fn(dirs, work / label))
-            shutil.rmtree(work / label)
-            _drop_caches_hint()
+            runs = []
+            for i in range(args.repeat):
+                sub = work / f"{label}-{i}"
+                sub.mkdir()
+                runs.append(fn(dirs, sub))
+                shutil.rmtree(sub)
+                _drop_caches_hint()
+            rows.append(median_row(runs))
         lossless_rows = (
             () if args.only_lossy else (False,) if args.no_recipes_row else (False, True)
         )
         for recipes in lossless_rows:
-            sub = work / f"lineage-{recipes}"
-            row, report, _ = bench_lineage(args.cache, members, sub, recipes=recipes)
-            rows.append(row)
+            runs = []
+            for i in range(args.repeat):
+                sub = work / f"lineage-{recipes}-{i}"
+                row, report, _ = bench_lineage(args.cache, members, sub, recipes=recipes)
+                runs.append(row)
+                shutil.rmtree(sub)
+                _drop_caches_hint()
+            rows.append(median_row(runs))
             reports[row.name] = report
-            shutil.rmtree(sub)
-            _drop_caches_hint()
         lossy_outcomes: dict[str, LossyOutcome] = {}
         if not args.skip_lossy:
             sub = work / "lossy"
@@ -705,10 +744,19 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        note = r.note
+        if len(r.runs) > 1:
+            adds = sorted(total / MB / a for a, _ in r.runs)
+            outs = sorted(total / MB / c for _, c in r.runs)
+            spread = (
+                f"median of {len(r.runs)} runs; add {adds[0]:.0f}-{adds[-1]:.0f}, "
+                f"checkout {outs[0]:.0f}-{outs[-1]:.0f} MB/s"
+            )
+            note = f"{spread}; {note}" if note else spread
         print(
             f"| {r.name} | {total / r.stored:.2f} | {total / MB / r.add_s[0]:.0f} | "
             f"{total / MB / r.checkout_s[0]:.0f} | {total / MB / r.add_s[1] * cores:.0f} | "
-            f"{total / MB / r.checkout_s[1] * cores:.0f} | {r.note} |"
+            f"{total / MB / r.checkout_s[1] * cores:.0f} | {note} |"
         )
     print()
     for name in ("lineage (generic)", "lineage (+ recipes)"):

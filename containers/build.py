@@ -69,7 +69,7 @@ CONTAINERS_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONTAINERS_DIR.parent
 #: What goes into the project wheel, hence into the image and the tag's hash.
 PROJECT_PACKAGES = ("lineage", "tasks", "flows", "containers")
-PROJECT_FILES = ("pyproject.toml", "README.md")
+PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the builder colours stderr lines
 _SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
@@ -177,7 +177,10 @@ def project_files(root: Path = PROJECT_ROOT) -> list[Path]:
             rel = path.relative_to(root)
             if not path.is_file() or _SKIP_PARTS & set(rel.parts):
                 continue
-            if path.suffix in {".pyc", ".pyo"} or any(p.endswith(".egg-info") for p in rel.parts):
+            # build outputs (bytecode, the in-place C extension) are made again by the build
+            if path.suffix in {".pyc", ".pyo", ".so"} or any(
+                p.endswith(".egg-info") for p in rel.parts
+            ):
                 continue
             found.append(rel)
     return sorted(found)

@@ -4,12 +4,15 @@ A backend implements a handful of primitives on keys (atomic durable put, get, r
 get, exists, delete, list, touch) and a lock; everything above (objects, manifests, the
 decoded-tensor cache) is written once here against those primitives.
 
-Keys: ``objects/ab/<sha256>`` for objects, ``manifests/<id>.json`` for manifests.
+Keys: ``objects/ab/<id>`` for objects, ``manifests/<id>.json`` for manifests, and
+``store.json``, which records the store's format and the content hash its ids use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lineage.errors import CorruptObjectError, MissingObjectError
+from lineage.errors import CorruptObjectError, MissingObjectError, StoreError
 from lineage.store import objects
 
 if TYPE_CHECKING:
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CACHE_BYTES = 768 << 20
 DEFAULT_MAX_CHAIN_DEPTH = 8
+#: the key that records a store's format and hash (written when the store is first used).
+STORE_META_KEY = "store.json"
+STORE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -44,12 +50,19 @@ class DecodedCache:
 
     Bounded so a family never has to fit in memory; shared by the ingest and checkout
     threads (hence the lock).
+
+    Evicted buffers that nobody else holds any more are kept as spares (bounded too)
+    and handed out again by `take`: decoding into memory the process already touched is
+    markedly faster than into fresh pages, which the kernel must zero first (and, in a
+    virtual machine, the host must back), a cost that otherwise rivals the decoding.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
         self._size = 0
+        self._spares: dict[int, list[np.ndarray]] = {}
+        self._spare_size = 0
         self._lock = threading.Lock()
 
     def get(self, oid: str) -> np.ndarray | None:
@@ -73,12 +86,37 @@ class DecodedCache:
             while self._size > self.capacity and self._items:
                 _, old = self._items.popitem(last=False)
                 self._size -= old.nbytes
+                self._keep_spare(old)
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A writable uint8 buffer of `nbytes`: a recycled spare if one fits, else new."""
+        with self._lock:
+            spares = self._spares.get(nbytes)
+            if spares:
+                buf = spares.pop()
+                self._spare_size -= nbytes
+                buf.flags.writeable = True
+                return buf
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def _keep_spare(self, old: np.ndarray) -> None:
+        # Only a buffer that owns its memory and is referenced from nowhere else can be
+        # written again: a reader still holding it (or any view of it, whose base it
+        # is) shows in its reference count (the caller's name, ours, the call's argument: 3).
+        if old.base is not None or sys.getrefcount(old) > 3:
+            return
+        if self._spare_size + old.nbytes > self.capacity // 4:
+            return
+        self._spares.setdefault(old.nbytes, []).append(old)
+        self._spare_size += old.nbytes
 
     def clear(self) -> None:
         """Drop everything (tests use this to force reads from the backend)."""
         with self._lock:
             self._items.clear()
             self._size = 0
+            self._spares.clear()
+            self._spare_size = 0
 
 
 class ObjectStore(ABC):
@@ -106,6 +144,7 @@ class ObjectStore(ABC):
         self._meta_lock = threading.Lock()
         #: manifest id -> sketch, so parent discovery reads each manifest once
         self.sketches: dict[str, list[int]] = {}
+        self._hash_name: str | None = None
 
     # -- opening -------------------------------------------------------------------
     @staticmethod
@@ -166,6 +205,56 @@ class ObjectStore(ABC):
         """Delete temp files of killed writers older than epoch `older_than`; their count."""
         return 0
 
+    # -- format and ids ------------------------------------------------------------
+    @property
+    def hash_name(self) -> str:
+        """The content hash of this store's ids (``blake3``, or ``sha256`` for old stores)."""
+        if self._hash_name is None:
+            name = self._load_or_init_format()
+            if name not in objects.HASHES:
+                raise StoreError(
+                    f"the store at {self.location} uses hash {name!r}, which this version of "
+                    f"lineage does not know (known: {', '.join(objects.HASHES)}): upgrade lineage"
+                )
+            self._hash_name = name
+        return self._hash_name
+
+    def object_id(self, data: Any) -> str:
+        """The id of decoded content (any buffer) in this store."""
+        return objects.object_id(data, self.hash_name)
+
+    def _load_or_init_format(self) -> str:
+        try:
+            meta = json.loads(self._get(STORE_META_KEY))
+            return str(meta["hash"])
+        except KeyError:
+            pass
+        except (ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{STORE_META_KEY} of the store at {self.location} is garbled: {exc}"
+            ) from None
+        name = self._detect_legacy_hash() or objects.DEFAULT_HASH
+        meta_bytes = json.dumps({"format": STORE_FORMAT, "hash": name}, indent=1).encode()
+        # Two first users racing write the same bytes; the put is atomic either way.
+        self._put(STORE_META_KEY, [meta_bytes])
+        self.flush()
+        return name
+
+    def _detect_legacy_hash(self) -> str | None:
+        """For a store written before `store.json` existed: the hash its manifest ids match."""
+        for entry in self._list("manifests/"):
+            if not entry.key.endswith(".json"):
+                continue
+            mid = entry.key.rsplit("/", 1)[-1][: -len(".json")]
+            try:
+                data = self._get(entry.key)
+            except KeyError:
+                continue
+            for name in objects.HASHES:
+                if objects.object_id(data, name) == mid:
+                    return name
+        return None
+
     # -- objects -------------------------------------------------------------------
     @staticmethod
     def object_key(oid: str) -> str:
@@ -193,12 +282,16 @@ class ObjectStore(ABC):
         with self._meta_lock:
             self._known.add(oid)
 
-    def read_object(self, oid: str) -> bytes:
+    def read_object(self, oid: str) -> bytes | memoryview:
         """The encoded bytes of an object; `MissingObjectError` if absent."""
         try:
-            return self._get(self.object_key(oid))
+            return self._get_object(self.object_key(oid))
         except KeyError:
             raise MissingObjectError(f"object {oid} is missing from the store") from None
+
+    def _get_object(self, key: str) -> bytes | memoryview:
+        """Read a whole object; a backend may return a read-only view instead of a copy."""
+        return self._get(key)
 
     def object_header(self, oid: str) -> dict[str, Any]:
         """An object's header, read from its first bytes (cached: objects never change)."""
@@ -238,7 +331,7 @@ class ObjectStore(ABC):
     def put_manifest(self, manifest: Manifest) -> str:
         """Store a manifest durably (temp, fsync, rename) and return its id."""
         data = manifest.to_json().encode()
-        mid = objects.object_id(data)
+        mid = self.object_id(data)
         self.flush()  # every object the manifest names is durable before it is
         self._put(f"manifests/{mid}.json", [data])
         self.flush()
@@ -252,7 +345,7 @@ class ObjectStore(ABC):
             data = self._get(f"manifests/{manifest_id}.json")
         except KeyError:
             raise MissingObjectError(f"manifest {manifest_id} is missing from the store") from None
-        if objects.object_id(data) != manifest_id:
+        if self.object_id(data) != manifest_id:
             raise CorruptObjectError(f"manifest {manifest_id} is corrupt (hash mismatch)")
         return Manifest.from_json(data.decode())
 

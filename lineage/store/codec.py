@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lineage.store import planes
-from lineage.store.dtypes import FLOATS, cast_bits, from_float, int_type, itemsize, to_float64
+from lineage.store.dtypes import FLOATS, cast_bits, from_float, itemsize, to_float64
 
 LOSSLESS = ("xor", "sub", "mxor")
 
@@ -51,59 +51,6 @@ def can_predict(base_dtype: str, dtype: str) -> bool:
     return base_dtype == dtype or (base_dtype in FLOATS and dtype in FLOATS)
 
 
-def _zigzag(diff: np.ndarray) -> np.ndarray:
-    """Map small signed differences to small unsigned numbers (0, -1, 1, -2 -> 0, 1, 2, 3).
-
-    Works in place on `diff` (a fresh temporary) to save passes over memory.
-    """
-    sign = diff.view(int_type(diff.itemsize)) >> (diff.itemsize * 8 - 1)
-    np.left_shift(diff, diff.dtype.type(1), out=diff)
-    np.bitwise_xor(diff, sign.view(diff.dtype), out=diff)
-    return diff
-
-
-def _unzigzag(z: np.ndarray) -> np.ndarray:
-    """Inverse of `_zigzag`, in place."""
-    one = z.dtype.type(1)
-    sign = np.bitwise_and(z, one)
-    np.negative(sign, out=sign)  # 0 or all ones (unsigned wrap-around)
-    np.right_shift(z, one, out=z)
-    np.bitwise_xor(z, sign, out=z)
-    return z
-
-
-def forward(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
-    """Residual of `cur` (bits) under a lossless encoding (mxor: masked elements zeroed)."""
-    if enc == "plain" or pred is None:
-        return cur
-    if enc == "xor":
-        return cur ^ pred
-    if enc == "mxor":
-        residual = cur ^ pred
-        np.copyto(residual, residual.dtype.type(0), where=zero_mask(cur, pred))
-        return residual
-    return _zigzag(np.subtract(cur, pred))
-
-
-def zero_mask(cur: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Elements that are exactly zero where the prediction is not (bool)."""
-    zero = cur == 0
-    zero &= pred != 0
-    return zero
-
-
-def inverse(enc: str, residual: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
-    """Undo `forward`; writes into `residual` and returns it."""
-    if enc == "plain" or pred is None:
-        return residual
-    if enc in ("xor", "mxor"):  # mxor's mask is applied by `decode_chunks`
-        np.bitwise_xor(residual, pred, out=residual)
-        return residual
-    diff = _unzigzag(residual)
-    np.add(diff, pred, out=residual)
-    return residual
-
-
 def encode_lossless(
     enc: str, cur: np.ndarray, pred: np.ndarray | None
 ) -> tuple[list[list], list[bytes]]:
@@ -116,14 +63,17 @@ def encode_lossless(
     chunks: list[list] = []
     parts: list[bytes] = []
     if enc == "mxor" and pred is not None:
-        packed = np.packbits(zero_mask(cur, pred), bitorder="little")
-        mask_chunks, mask_parts = _code_bytes(packed)
+        mask_chunks, mask_parts = _code_bytes(planes.mask_bits(cur, pred))
         chunks.append(["mask", mask_chunks])
         parts.extend(mask_parts)
     for start in range(0, cur.size, step):
         stop = min(start + step, cur.size)
-        residual = forward(enc, cur[start:stop], None if pred is None else pred[start:stop])
-        table, chunk_parts = planes.encode_chunk(np.ascontiguousarray(residual))
+        window = np.ascontiguousarray(cur[start:stop])
+        if enc == "plain" or pred is None:
+            table, chunk_parts = planes.encode_chunk(window)
+        else:  # the plane split forms the residual in the same pass
+            base = np.ascontiguousarray(pred[start:stop])
+            table, chunk_parts = planes.encode_chunk(window, base, enc)
         chunks.append([stop - start, table])
         parts.extend(chunk_parts)
     return chunks, parts
@@ -172,29 +122,28 @@ def decode_chunks(
     if enc == "mxor":
         if pred is None or not chunks or chunks[0][0] != "mask":
             raise ValueError("mxor object without a base or a mask")
-        packed = np.empty((out.size + 7) // 8, dtype=np.uint8)
-        pos = _decode_bytes(chunks[0][1], payload, packed)
-        mask = np.unpackbits(packed, count=out.size, bitorder="little").view(bool)
+        mask = np.empty((out.size + 7) // 8, dtype=np.uint8)
+        pos = _decode_bytes(chunks[0][1], payload, mask)
         chunks = chunks[1:]
     for count, table in chunks:
         length = planes.encoded_size(table)
         window = out[start : start + count]
         base = None if pred is None else pred[start : start + count]
+        part = payload[pos : pos + length]
         if enc == "qdelta":
             q = np.empty(count, dtype=np.uint32)
-            planes.decode_chunk(table, payload[pos : pos + length], count, q)
-            window[:] = dequantize(_unzigzag(q).view(np.int32), base, step, dtype)
+            planes.decode_chunk(table, part, count, q)
+            window[:] = dequantize(planes.unzigzag(q).view(np.int32), base, step, dtype)
         elif base is not None and enc != "sub" and all(m == planes.ZERO for m, _ in table):
             window[:] = base  # a zero residual (e.g. an exact cast of the base): one copy
-        else:
-            planes.decode_chunk(table, payload[pos : pos + length], count, window)
-            inverse(enc, window, base)
+        else:  # the plane merge applies the XOR / difference in the same pass
+            planes.decode_chunk(table, part, count, window, base, add=enc == "sub")
         pos += length
         start += count
     if start != out.size or pos != len(payload):
         raise ValueError("chunk table does not match the payload")
     if mask is not None:
-        np.copyto(out, out.dtype.type(0), where=mask)
+        planes.zero_masked(out, mask)
 
 
 def dequantize(q: np.ndarray, pred: np.ndarray | None, step: float, dtype: str) -> np.ndarray:
@@ -220,7 +169,7 @@ def encode_lossy(
         return None
     q32 = q.astype(np.int32)
     decoded = dequantize(q32, pred, step, dtype)
-    zz = _zigzag(q32.view(np.uint32))
+    zz = planes.zigzag(q32.view(np.uint32))
     per = planes.chunk_elements(4)
     chunks: list[list] = []
     parts: list[bytes] = []
@@ -250,14 +199,12 @@ def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:
     """
     total = 0
     for pick in sample_windows(cur.size):
-        window = cur[pick]
-        base = None if pred is None else pred[pick]
-        residual = forward(enc, window, base)
-        table, _ = planes.encode_chunk(np.ascontiguousarray(residual))
+        window = np.ascontiguousarray(cur[pick])
+        base = None if pred is None or enc == "plain" else np.ascontiguousarray(pred[pick])
+        table, _ = planes.encode_chunk(window, base, "xor" if base is None else enc)
         total += planes.encoded_size(table)
         if enc == "mxor" and base is not None:
-            packed = np.packbits(zero_mask(window, base))
-            table, _ = planes.encode_chunk(packed)
+            table, _ = planes.encode_chunk(planes.mask_bits(window, base))
             total += planes.encoded_size(table)
     return total
 

@@ -21,12 +21,14 @@ shared lock is held throughout, and re-used objects get a fresh mtime, so a conc
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +136,7 @@ def ingest(
     src = Path(src)
     sources = _plan(src)
     total = sum(s.size for s in sources)
-    with store.lock(exclusive=False):
+    with store.lock(exclusive=False), _cyclic_gc_paused():
         if rematerialize is not None and _remade_identically(sources, rematerialize):
             manifest = _store(store, sources, BaseIndex(store, []), None, total, progress, False)
             manifest.derivation = dict(derivation_spec or {})
@@ -143,6 +145,35 @@ def ingest(
             manifest = _store(store, sources, index, lossy, total, progress, True)
         store.flush()
     return manifest
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a version is stored.
+
+    Encoding allocates many small containers (chunk tables, headers), which triggers
+    collections that traverse every live object of the process, a large heap when torch
+    and transformers are loaded; nothing made here forms reference cycles. Concurrent
+    ingests in one process share the pause; the last one out restores the collector.
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _plan(src: Path) -> list[_Source]:
@@ -217,7 +248,7 @@ def _store(
                 futures: list[Future[_Outcome]] = []
                 if source.layout.tensors and source.layout.tensors[-1].end > 0:
                     with source.path.open("rb") as f:
-                        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                        mm = _map_for_reading(f.fileno())
                     maps.append(mm)
                     view = memoryview(mm)[source.layout.data_start :]
                 else:
@@ -265,13 +296,20 @@ def _store(
     return manifest
 
 
+def _map_for_reading(fd: int) -> mmap.mmap:
+    """A read-only map of a whole file with its page tables filled in one call: every
+    byte is read once anyway, and one populate costs far less than a fault per page."""
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(fd, 0, flags=flags, prot=mmap.PROT_READ)
+
+
 def source_overhead(entry: FileEntry) -> int:
     """Bytes of a safetensors file that are not tensor data (its header)."""
     return entry.size - sum(t.nbytes for t in entry.tensors)
 
 
 def _put_blob(store: ObjectStore, data: bytes | memoryview) -> str:
-    oid = objects.object_id(data)
+    oid = store.object_id(data)
     if store.has_object(oid):
         store.refresh_object(oid)
     else:
@@ -304,7 +342,7 @@ class _TensorEncoder:
             raise WeightsError(f"{rel}: cannot read tensor {slot.name!r}: {exc}") from None
 
     def _encode(self, slot: TensorSlot, data: memoryview) -> _Outcome:
-        oid = objects.object_id(data)
+        oid = self.store.object_id(data)
         raw = np.frombuffer(data, dtype=np.uint8)
         tokens = sketch.tensor_tokens(slot.name, slot.dtype, raw)
         entry = TensorEntry(slot.name, slot.dtype, list(slot.shape), oid, slot.nbytes, self.keep)
@@ -321,7 +359,10 @@ class _TensorEncoder:
         enc, base, pred = self._choose(slot, cur)
         chunks, parts = codec.encode_lossless(enc, cur, pred)
         self._put(oid, slot, enc, base, chunks, parts)
-        self.store.cache.put(oid, raw.copy())
+        # a base for the next versions: kept decoded, in a recycled buffer when one fits
+        copy = self.store.cache.take(raw.nbytes)
+        copy[:] = raw
+        self.store.cache.put(oid, copy)
         return _Outcome(entry, tokens)
 
     def _candidates_pred(self, c: Candidate, dtype: str) -> np.ndarray:
@@ -435,7 +476,7 @@ class _TensorEncoder:
             return None
         chunks, parts, decoded = coded
         error = float(np.max(np.abs(to_float64(decoded, slot.dtype) - to_float64(cur, slot.dtype))))
-        oid = objects.object_id(decoded)
+        oid = self.store.object_id(decoded)
         approx = TensorEntry(slot.name, slot.dtype, list(slot.shape), oid, slot.nbytes, True)
         if self.store.has_object(oid):
             self.store.refresh_object(oid)

@@ -27,7 +27,7 @@ class TensorEntry:
     name: str
     dtype: str
     shape: list[int]
-    object: str  # sha256 of the tensor's bytes
+    object: str  # content hash of the tensor's bytes
     nbytes: int
     stored: bool = True  # False: bytes are re-made by the version's derivation
 
@@ -39,7 +39,7 @@ class FileEntry:
     path: str
     size: int
     kind: str  # "blob" | "safetensors"
-    object: str | None = None  # blob: sha256 of the file
+    object: str | None = None  # blob: content hash of the file
     header_object: str | None = None  # safetensors: the 8 length bytes + JSON header
     tensors: list[TensorEntry] = field(default_factory=list)
 

@@ -11,6 +11,11 @@ buffer without a copy).
 zstd runs with "fast" parameters tuned for data with few long matches: on weight planes
 they compress as well as level 3 at several times the speed. zstandard releases the GIL,
 so chunks are coded in parallel threads.
+
+Splitting and merging planes (fused with the XOR against a base tensor, when there is
+one) run in the C kernels of `lineage.store._planes` — one pass over memory at several
+GB/s, GIL released — or, where that extension was not built, in the numpy functions
+below, which compute the same bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ import threading
 
 import numpy as np
 import zstandard
+
+try:
+    from lineage.store import _planes as _kernels
+except ImportError:  # built without a C compiler: the numpy versions below
+    _kernels = None
 
 #: planes are coded in chunks of at most this many bytes, so large tensors are coded in
 #: parallel and decoded without a second full-size buffer.
@@ -52,22 +62,114 @@ def _decompress(part: memoryview, count: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8)
 
 
-def split(values: np.ndarray) -> list[np.ndarray]:
-    """Byte planes of a 1-D unsigned array: plane i holds byte i of every element."""
+def compiled() -> bool:
+    """Whether the C kernels are in use (else the numpy fallback)."""
+    return _kernels is not None
+
+
+#: how a residual is formed from a tensor and its prediction (see `lineage.store.codec`);
+#: the numbers are the C kernels' modes.
+RESIDUALS = {"xor": 0, "sub": 1, "mxor": 2}
+
+
+def split(values: np.ndarray, pred: np.ndarray | None = None, residual: str = "xor") -> np.ndarray:
+    """Byte planes of a 1-D unsigned array, as a ``(itemsize, n)`` uint8 array (row i holds
+    byte i of every element); with `pred`, of the `residual` against it instead."""
     size = values.itemsize
-    if size == 1:
-        return [values.view(np.uint8)]
-    matrix = values.view(np.uint8).reshape(-1, size)
-    transposed = matrix.T.copy()  # one pass; rows of the copy are the planes
-    return [transposed[i] for i in range(size)]
+    out = np.empty((size, values.size), dtype=np.uint8)
+    if _kernels is not None:
+        _kernels.split(values, pred, out, size, RESIDUALS[residual])
+        return out
+    out[:] = residual_of(values, pred, residual).view(np.uint8).reshape(-1, size).T
+    return out
 
 
-def encode_chunk(values: np.ndarray) -> tuple[list[list[int]], list[bytes | memoryview]]:
-    """Code one chunk of bit patterns; returns `[[mode, size], ...]` per plane and the bytes."""
+def residual_of(values: np.ndarray, pred: np.ndarray | None, residual: str) -> np.ndarray:
+    """The residual of `values` under `pred` (numpy; the C kernels fuse it into `split`)."""
+    if pred is None:
+        return values
+    if residual == "xor":
+        return values ^ pred
+    if residual == "sub":
+        return zigzag(np.subtract(values, pred))
+    masked = values ^ pred
+    np.copyto(masked, masked.dtype.type(0), where=(values == 0) & (pred != 0))
+    return masked
+
+
+def mask_bits(values: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Packed bits (little bit order) of the elements that are zero where `pred` is not."""
+    out = np.empty((values.size + 7) // 8, dtype=np.uint8)
+    if _kernels is not None:
+        _kernels.mask_bits(values, pred, out, values.itemsize)
+        return out
+    out[:] = np.packbits((values == 0) & (pred != 0), bitorder="little")
+    return out
+
+
+def zigzag(diff: np.ndarray) -> np.ndarray:
+    """Map small signed differences to small unsigned numbers (0, -1, 1, -2 -> 0, 1, 2, 3),
+    in place on `diff` (a fresh temporary)."""
+    sign = diff.view(_SIGNED[diff.itemsize]) >> (diff.itemsize * 8 - 1)
+    np.left_shift(diff, diff.dtype.type(1), out=diff)
+    np.bitwise_xor(diff, sign.view(diff.dtype), out=diff)
+    return diff
+
+
+_SIGNED = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def merge(
+    out: np.ndarray,
+    planes: list[bytes | memoryview | np.ndarray | None],
+    pred: np.ndarray | None,
+    add: bool = False,
+) -> None:
+    """Fill `out` (1-D unsigned) from its byte planes (None: all zero); then, if `pred`
+    is given, XOR it in, or with `add`, read the planes as zigzag residuals and add it."""
+    if _kernels is not None:
+        _kernels.merge(out, planes, pred, int(add))
+        return
+    size = out.itemsize
+    matrix = out.view(np.uint8).reshape(-1, size)
+    for i, plane in enumerate(planes):
+        matrix[:, i] = 0 if plane is None else np.frombuffer(plane, dtype=np.uint8)
+    if pred is None:
+        return
+    if add:
+        np.add(unzigzag(out), pred, out=out)
+    else:
+        np.bitwise_xor(out, pred, out=out)
+
+
+def zero_masked(out: np.ndarray, packed_mask: np.ndarray) -> None:
+    """Zero the elements of `out` whose bit is set in `packed_mask` (little bit order)."""
+    if _kernels is not None:
+        _kernels.zero_masked(out, packed_mask, out.itemsize)
+        return
+    mask = np.unpackbits(packed_mask, count=out.size, bitorder="little").view(bool)
+    np.copyto(out, out.dtype.type(0), where=mask)
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    """Inverse of the zigzag map (0, 1, 2, 3 -> 0, -1, 1, -2), in place on `z`."""
+    one = z.dtype.type(1)
+    sign = np.bitwise_and(z, one)
+    np.negative(sign, out=sign)  # 0 or all ones (unsigned wrap-around)
+    np.right_shift(z, one, out=z)
+    np.bitwise_xor(z, sign, out=z)
+    return z
+
+
+def encode_chunk(
+    values: np.ndarray, pred: np.ndarray | None = None, residual: str = "xor"
+) -> tuple[list[list[int]], list[bytes | memoryview]]:
+    """Code one chunk of bit patterns (with `pred`: their `residual` against it); returns
+    `[[mode, size], ...]` per plane and the bytes."""
     compressor = _compressor()
     table: list[list[int]] = []
     parts: list[bytes | memoryview] = []
-    for plane in split(values):
+    for plane in split(values, pred, residual):
         # a prefix decides almost every plane without reading the whole of it
         if not plane[:4096].any() and not plane.any():
             table.append([ZERO, 0])
@@ -82,34 +184,33 @@ def encode_chunk(values: np.ndarray) -> tuple[list[list[int]], list[bytes | memo
     return table, parts
 
 
-def decode_chunk(table: list[list[int]], payload: memoryview, count: int, out: np.ndarray) -> None:
-    """Decode one chunk of `count` elements from `payload` into `out` (unsigned, 1-D)."""
+def decode_chunk(
+    table: list[list[int]],
+    payload: memoryview,
+    count: int,
+    out: np.ndarray,
+    pred: np.ndarray | None = None,
+    add: bool = False,
+) -> None:
+    """Decode one chunk of `count` elements from `payload` into `out` (unsigned, 1-D),
+    with `pred` XORed in (or added to zigzag residuals, with `add`), if given."""
     size = out.itemsize
-    if size == 1:
-        target = out.view(np.uint8)
-        _decode_plane(table[0], payload, count, target)
-        return
-    matrix = out.view(np.uint8).reshape(count, size)
+    if len(table) != size:
+        raise ValueError("chunk table does not match the element size")
+    planes: list[bytes | memoryview | None] = []
     pos = 0
-    for i, (mode, length) in enumerate(table):
+    for mode, length in table:
         part = payload[pos : pos + length]
         pos += length
         if mode == ZERO:
-            matrix[:, i] = 0
+            planes.append(None)
         elif mode == RAW:
-            matrix[:, i] = np.frombuffer(part, dtype=np.uint8)
+            if len(part) != count:
+                raise ValueError("raw plane has the wrong length")
+            planes.append(part)
         else:
-            matrix[:, i] = _decompress(part, count)
-
-
-def _decode_plane(entry: list[int], payload: memoryview, count: int, target: np.ndarray) -> None:
-    mode, length = entry
-    if mode == ZERO:
-        target[:] = 0
-    elif mode == RAW:
-        target[:] = np.frombuffer(payload[:length], dtype=np.uint8)
-    else:
-        target[:] = _decompress(payload[:length], count)
+            planes.append(_decompress(part, count))
+    merge(out, planes, pred, add)
 
 
 def chunk_elements(itemsize: int) -> int:

@@ -34,7 +34,7 @@ def read_bytes(store: ObjectStore, oid: str, _depth: int = 0) -> np.ndarray:
         data = np.frombuffer(objects.decode_blob(oid, header, payload), dtype=np.uint8)
     else:
         data = _decode_tensor(store, oid, header, payload, _depth)
-    if objects.object_id(data) != oid:
+    if store.object_id(data) != oid:
         raise CorruptObjectError(f"object {oid} is corrupt (content does not match its hash)")
     store.cache.put(oid, data)
     return data
@@ -46,7 +46,10 @@ def _decode_tensor(
     try:
         dtype = header["dtype"]
         size = dtype_size(dtype)
-        out = np.empty(header["n"] // size, dtype=uint_type(size))
+        if header["n"] % size:
+            raise ValueError("tensor length is not a whole number of elements")
+        buffer = store.cache.take(header["n"])  # owns its memory, so it can be recycled
+        out = buffer.view(uint_type(size))
         pred = None
         base = header.get("base")
         if base:
@@ -67,4 +70,4 @@ def _decode_tensor(
         raise
     except (KeyError, TypeError, ValueError, IndexError, zstandard.ZstdError, LineageError) as exc:
         raise CorruptObjectError(f"object {oid} is corrupt ({exc})") from None
-    return out.view(np.uint8)
+    return buffer

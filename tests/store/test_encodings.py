@@ -98,6 +98,9 @@ class _MemStore:
     def read_object(self, oid: str) -> bytes:
         return self.files[oid]
 
+    def object_id(self, data: bytes) -> str:
+        return objects.object_id(data)
+
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tensor_pairs(), st.sampled_from(["plain", "xor", "sub", "mxor"]))
