@@ -109,33 +109,35 @@ def train_steps(
 
 
 @torch.no_grad()
+def _in_batches(  # type: ignore[no-untyped-def]
+    model, tokenizer, texts, max_length: int, batch_size: int, output
+) -> torch.Tensor:
+    """`output(enc)` for every batch of `texts`, concatenated, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        out.append(output(encode(tokenizer, texts[i : i + batch_size], max_length)))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
 def predict_logits(
     model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64
 ) -> torch.Tensor:
     """Logits of a sequence classifier for `texts`, in eval mode."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = encode(tokenizer, texts[i : i + batch_size], max_length)
-        out.append(model(**enc).logits.float())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return _in_batches(
+        model, tokenizer, texts, max_length, batch_size, lambda enc: model(**enc).logits.float()
+    )
 
 
-@torch.no_grad()
 def embed(
     model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64
 ) -> torch.Tensor:
     """Mean-pooled, L2-normalised last hidden states (sentence-transformers' pooling)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = encode(tokenizer, texts[i : i + batch_size], max_length)
-        out.append(pooled(model, enc))
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return _in_batches(
+        model, tokenizer, texts, max_length, batch_size, lambda enc: pooled(model, enc)
+    )
 
 
 def pooled(model, enc: dict[str, torch.Tensor]) -> torch.Tensor:

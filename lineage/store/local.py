@@ -89,7 +89,7 @@ class LocalObjectStore(ObjectStore):
             if not pending:
                 return
             try:
-                _sync_data(self.root, [tmp for _, tmp in pending])
+                _sync(self.root, [tmp for _, tmp in pending])
                 for key, tmp in pending:
                     final = self._path(key)
                     final.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ class LocalObjectStore(ObjectStore):
                     with self._pending_lock:
                         if self._pending.get(key) == tmp:
                             del self._pending[key]
-                _sync_names(self.root, {self._path(key).parent for key, _ in pending})
+                _sync(self.root, {self._path(key).parent for key, _ in pending})
             except OSError as exc:
                 raise StoreError(
                     f"cannot make objects durable in {self.root}: {exc.strerror or exc}"
@@ -211,18 +211,12 @@ def _syncfs(root: Path) -> bool:
     return True
 
 
-def _sync_data(root: Path, files: list[Path]) -> None:
-    """Make the contents of `files` durable: one `syncfs`, else an fsync per file."""
+def _sync(root: Path, paths: list[Path] | set[Path]) -> None:
+    """Make `paths` (written files, or folders with new names) durable: one `syncfs` of
+    the file system, else an fsync of each."""
     if not _syncfs(root):
-        for path in files:
+        for path in paths:
             _fsync_path(path)
-
-
-def _sync_names(root: Path, directories: set[Path]) -> None:
-    """Make renames into `directories` durable: one `syncfs`, else an fsync per folder."""
-    if not _syncfs(root):
-        for directory in directories:
-            _fsync_path(directory)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

@@ -41,9 +41,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from lineage.db import schema as t
 from lineage.tracking.backend import experiment_id, mlflow_session, tag_value
 from lineage.tracking.registry import log_pointer_model, register_in
 
@@ -278,15 +275,9 @@ def record_derive(
 # ---------------------------------------------------------------------- tests
 def latest_test_results(workspace: Workspace, version_id: int) -> list[dict[str, Any]]:
     """The newest result of each test of a version, from `test_results`, by name."""
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(
-            select(t.test_results)
-            .where(t.test_results.c.version_id == version_id)
-            .order_by(t.test_results.c.ran_at, t.test_results.c.id)
-        ).all()
-    newest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        newest[row.test_name] = dict(row._mapping)
+    from lineage.api.testing import latest_results  # imported here: it loads the test kinds
+
+    newest = latest_results(workspace, version_id)
     return [newest[name] for name in sorted(newest)]
 
 

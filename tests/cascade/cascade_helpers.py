@@ -3,52 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(available: bool, reason: str) -> None:
-    """Skip when a service is missing on a laptop; under CI=true that is a failure
-    (the same rule as tests/conftest.py)."""
-    if available:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true but a required service is missing: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_tiny_weights(directory: Path, seed: int = 0) -> Path:
-    """A small HF-like directory: config.json and one safetensors file."""
-    from safetensors.numpy import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    save_file(
-        {
-            "embeddings.weight": rng.standard_normal((64, 16)).astype(np.float32),
-            "layer.0.weight": rng.standard_normal((16, 16)).astype(np.float32),
-            "layer.0.bias": np.zeros(16, dtype=np.float32),
-        },
-        str(directory / "model.safetensors"),
-    )
-    (directory / "config.json").write_text('{"model_type": "tiny", "hidden_size": 16}\n')
-    return directory
-
+from lineage.testing import write_tiny_weights
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

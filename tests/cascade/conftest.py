@@ -19,7 +19,9 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lineage-test-pref
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY", "false")
 
-from cascade_helpers import HERE, VENV_BIN, child_env, free_port, require_service
+from cascade_helpers import HERE, VENV_BIN, child_env
+
+from lineage.testing import free_port, require_service
 
 
 def _healthy(url: str) -> bool:

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from cascade_helpers import HERE, provenance, write_tiny_weights
+from cascade_helpers import HERE, provenance
 from click.testing import Result
 from typer.testing import CliRunner
 
+from lineage.testing import write_tiny_weights
 from lineage.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(180)

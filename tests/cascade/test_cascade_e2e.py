@@ -304,7 +304,7 @@ def test_deployments_yaml_deploys(prefect_server: str, tmp_path: Path) -> None:
     # `lineage emit REF` (CI) sends the event the trigger listens for; with no
     # worker on the pool the triggered run just waits, scheduled.
     ws = Workspace.init(tmp_path / "ws")
-    from cascade_helpers import write_tiny_weights
+    from lineage.testing import write_tiny_weights
 
     ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
     ws.commit("base", source=write_tiny_weights(tmp_path / "w1", 1))
@@ -329,7 +329,7 @@ def test_sweep_reports_regressions(prefect_server: str, tmp_path: Path) -> None:
     from lineage.api.testing import declare_model_test, run_tests
 
     ws = Workspace.init(tmp_path / "ws")
-    from cascade_helpers import write_tiny_weights
+    from lineage.testing import write_tiny_weights
 
     ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})

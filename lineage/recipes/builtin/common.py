@@ -66,11 +66,16 @@ def train_classifier(
     after_step=None,
 ):  # type: ignore[no-untyped-def]
     """Train `model` on the data's train split with the classification loss and the
-    params' optimizer knobs; returns the loss curve. Shared by finetune, lora and
-    prune-recovery so the three train identically (and stay deterministic together)."""
+    params' optimizer knobs; returns the loss curve and the seconds it took. Shared by
+    finetune, lora and prune-recovery so the three train identically (and stay
+    deterministic together)."""
+    import time
+
     from lineage.recipes.training import batches, train_steps
 
-    return train_steps(
+    model.train()
+    start = time.perf_counter()
+    curve = train_steps(
         list(model.parameters()),
         classification_loss(model, tokenizer, params.max_length),
         batches(data.split("train"), params.batch_size, params.seed),
@@ -81,4 +86,18 @@ def train_classifier(
         progress=progress,
         label=label,
         **({"after_step": after_step} if after_step is not None else {}),
+    )
+    return curve, time.perf_counter() - start
+
+
+def validation_metrics(  # type: ignore[no-untyped-def]
+    model, tokenizer, data: TextDataset, max_length: int
+) -> dict[str, float]:
+    """Accuracy and macro-F1 on the data's validation split; empty when it has none."""
+    from lineage.recipes.training import classifier_metrics
+
+    if not data.splits.get("validation"):
+        return {}
+    return classifier_metrics(
+        model, tokenizer, data.split("validation"), len(data.labels), max_length=max_length
     )

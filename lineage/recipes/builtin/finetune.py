@@ -12,7 +12,6 @@ whose head has the same labels continues training it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +24,10 @@ from lineage.recipes.builtin.common import (
     finish_dir,
     require_data,
     train_classifier,
+    validation_metrics,
 )
 from lineage.recipes.hf import load_classifier, load_tokenizer, require_encoder, save_model
-from lineage.recipes.training import ProgressCallback, classifier_metrics
+from lineage.recipes.training import ProgressCallback
 
 HEAD_LR = 1e-3
 
@@ -61,29 +61,13 @@ def run_finetune(
     if params.mode == "head":
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith(("classifier.", "bert.pooler.", "roberta.pooler."))
-    model.train()
-    start = time.perf_counter()
-    curve = train_classifier(
-        model,
-        tokenizer,
-        data,
-        params,
-        steps=params.steps,
-        label="finetune",
-        progress=progress,
+    curve, train_s = train_classifier(
+        model, tokenizer, data, params, steps=params.steps, label="finetune", progress=progress
     )
-    train_s = time.perf_counter() - start
     for p in model.parameters():
         p.requires_grad = True
     metrics = {"train_seconds": train_s, "final_loss": curve[-1][1]}
-    if data.splits.get("validation"):
-        metrics |= classifier_metrics(
-            model,
-            tokenizer,
-            data.split("validation"),
-            len(data.labels),
-            max_length=params.max_length,
-        )
+    metrics |= validation_metrics(model, tokenizer, data, params.max_length)
     save_model(model, out_dir)
     finish_dir(out_dir, parent)
     return DeriveResult(metrics=metrics, loss_curve=curve)

@@ -13,7 +13,6 @@ or with PEFT directly on a classifier loaded from the base with the same labels.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from lineage.recipes.builtin.common import (
     finish_dir,
     require_data,
     train_classifier,
+    validation_metrics,
 )
 from lineage.recipes.hf import (
     ADAPTER_META,
@@ -35,7 +35,7 @@ from lineage.recipes.hf import (
     save_model,
     write_json,
 )
-from lineage.recipes.training import ProgressCallback, classifier_metrics
+from lineage.recipes.training import ProgressCallback
 
 
 class LoraParams(TrainParams):
@@ -73,30 +73,15 @@ def run_lora(
         warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations inside PEFT
         model = get_peft_model(base, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    model.train()
-    start = time.perf_counter()
-    curve = train_classifier(
-        model,
-        tokenizer,
-        data,
-        params,
-        steps=params.steps,
-        label="lora",
-        progress=progress,
+    curve, train_s = train_classifier(
+        model, tokenizer, data, params, steps=params.steps, label="lora", progress=progress
     )
     metrics = {
-        "train_seconds": time.perf_counter() - start,
+        "train_seconds": train_s,
         "final_loss": curve[-1][1],
         "trainable_params": float(trainable),
     }
-    if data.splits.get("validation"):
-        metrics |= classifier_metrics(
-            model,
-            tokenizer,
-            data.split("validation"),
-            len(data.labels),
-            max_length=params.max_length,
-        )
+    metrics |= validation_metrics(model, tokenizer, data, params.max_length)
     if params.merge:
         merged = model.merge_and_unload()
         save_model(merged, out_dir)

@@ -12,7 +12,6 @@ the mask is re-applied after every step, so pruned weights stay zero.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +22,12 @@ from safetensors.torch import save_file
 from lineage.datasets import TextDataset
 from lineage.errors import RecipeError
 from lineage.recipes.base import DeriveResult, Recipe
-from lineage.recipes.builtin.common import OptimParams, finish_dir, train_classifier
+from lineage.recipes.builtin.common import (
+    OptimParams,
+    finish_dir,
+    train_classifier,
+    validation_metrics,
+)
 from lineage.recipes.hf import (
     load_classifier,
     load_plain,
@@ -31,7 +35,7 @@ from lineage.recipes.hf import (
     require_encoder,
     save_model,
 )
-from lineage.recipes.training import ProgressCallback, classifier_metrics
+from lineage.recipes.training import ProgressCallback
 
 MASK_FILE = "prune_mask.safetensors"
 
@@ -126,9 +130,7 @@ def run_prune(
     if params.recovery_steps:
         assert data is not None
         tokenizer = load_tokenizer(parent)
-        model.train()
-        start = time.perf_counter()
-        curve = train_classifier(
+        curve, metrics["train_seconds"] = train_classifier(
             model,
             tokenizer,
             data,
@@ -138,15 +140,7 @@ def run_prune(
             progress=progress,
             after_step=apply_masks,
         )
-        metrics["train_seconds"] = time.perf_counter() - start
-        if data.splits.get("validation"):
-            metrics |= classifier_metrics(
-                model,
-                tokenizer,
-                data.split("validation"),
-                len(data.labels),
-                max_length=params.max_length,
-            )
+        metrics |= validation_metrics(model, tokenizer, data, params.max_length)
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())
     metrics |= {"sparsity": 1 - kept / total, "pruned_weights": float(total - kept)}
