@@ -234,7 +234,7 @@ class ObjectStore(ABC):
                 f"{STORE_META_KEY} of the store at {self.location} is garbled: {exc}"
             ) from None
         name = self._detect_legacy_hash() or objects.DEFAULT_HASH
-        meta_bytes = json.dumps({"format": STORE_FORMAT, "hash": name}, indent=1).encode()
+        meta_bytes = (json.dumps({"format": STORE_FORMAT, "hash": name}, indent=1) + "\n").encode()
         # Two first users racing write the same bytes; the put is atomic either way.
         self._put(STORE_META_KEY, [meta_bytes])
         self.flush()
