@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from lineage.ops.add import add, commit
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -87,7 +89,7 @@ def build_graph(root: Path, nodes: int, work_ms: int, seed: int) -> Any:
 
     rng = random.Random(seed)
     ws = Workspace.init(root / "ws")
-    ws.add("base", source=_weights(root / "w-base", 0))
+    add(ws, "base", source=_weights(root / "w-base", 0))
     names = ["base"]
     provenance = Provenance(recipe_id=RECIPE_ID, recipe_params={"work_ms": work_ms})
     for i in range(nodes):
@@ -98,7 +100,8 @@ def build_graph(root: Path, nodes: int, work_ms: int, seed: int) -> Any:
             if other not in parents:
                 parents.append(other)
         name = f"m{i:03d}"
-        ws.add(
+        add(
+            ws,
             name,
             source=_weights(root / f"w-{name}", i + 1),
             parents=[f"{p}@1" for p in parents],
@@ -106,7 +109,7 @@ def build_graph(root: Path, nodes: int, work_ms: int, seed: int) -> Any:
             provenance=provenance,
         )
         names.append(name)
-    ws.commit("base", source=_weights(root / "w-base2", 10_000))
+    commit(ws, "base", source=_weights(root / "w-base2", 10_000))
     return ws
 
 

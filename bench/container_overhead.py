@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.runners import DockerRunner, ProcessRunner, Runner
+from lineage.steps.runners import DockerRunner, ProcessRunner, Runner
 
 TARGET_S = 1.0
 QUIET = logging.getLogger("bench.quiet")

@@ -21,9 +21,9 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from lineage import graph
-from lineage.db import schema as t
-from lineage.db.engine import make_engine
-from lineage.db.migrate import upgrade
+from lineage.graph import schema as t
+from lineage.graph.engine import make_engine
+from lineage.graph.migrate import upgrade
 
 KINDS = ("finetune", "adapter", "quantize", "distill", "prune")
 

@@ -5,10 +5,10 @@ Two images:
 - the **base image** (`lineage-base:bookworm`): Debian bookworm with python3, its venv
   module and CA certificates, made by `debootstrap --variant=minbase` from the Debian
   mirror apt already uses and imported with `docker import`, because this machine
-  cannot pull from any container registry. Any registry image with Python 3.11 (e.g.
+  may not be able to pull from a container registry. Any registry image with Python 3.11 (e.g.
   `python:3.11-slim`) can stand in for it: the Dockerfile takes it as `BASE_IMAGE`.
 - the **task image** (`lineage-task:<hash>`, also tagged `lineage-task:latest`): the
-  base plus a venv holding exactly the host's versions of what `tasks.step` imports
+  base plus a venv holding exactly the host's versions of what a step imports
   (`containers/requirements.txt` and everything those need), installed from wheels
   built here, plus the project's own wheel, run as a non-root user.
 
@@ -17,7 +17,8 @@ project's source, so an unchanged tree skips the build, and the Docker layer cac
 the dependency stage when only the source changed.
 
 `build_task_image()` is the function behind `lineage image build`; `build_flow_image()`
-builds (or finds) the task image first, then the flow image on it.
+builds (or finds) the task image first, then the flow image on it, with the Prefect
+project (`flows/`, `tasks/`, `deployments.yaml`) copied to `/opt/lineage`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from containers.engine import EngineUnavailableError, connect, engine_available
 from lineage.errors import RunnerError
+from lineage.steps.engine import EngineUnavailableError, connect, engine_available
+from lineage.steps.images import DEFAULT_TASK_IMAGE, TASK_REPOSITORY
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -50,9 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lineage.containers.build")
 
 DEFAULT_BASE_IMAGE = "lineage-base:bookworm"
-TASK_REPOSITORY = "lineage-task"
-#: The tag runners use when no image is named; `build_task_image` moves it to each build.
-DEFAULT_TASK_IMAGE = f"{TASK_REPOSITORY}:latest"
+# `build_task_image` moves DEFAULT_TASK_IMAGE (lineage.steps.images) to each build.
+__all__ = ["DEFAULT_TASK_IMAGE", "build_flow_image", "build_task_image"]
 FLOW_REPOSITORY = "lineage-flow"
 #: The tag the docker work pool uses; `build_flow_image` moves it to each build.
 DEFAULT_FLOW_IMAGE = f"{FLOW_REPOSITORY}:latest"
@@ -67,9 +68,13 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
 CONTAINERS_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONTAINERS_DIR.parent
-#: What goes into the project wheel, hence into the image and the tag's hash.
-PROJECT_PACKAGES = ("lineage", "tasks", "flows", "containers")
+#: What goes into the project wheel, hence into the task image and its tag's hash.
+PROJECT_PACKAGES = ("lineage",)
 PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md")
+#: The Prefect project the flow image copies to /opt/lineage (not installed: these
+#: folders are the deployments' entry points, and names like `tasks` must not land in
+#: site-packages).
+PREFECT_PROJECT = ("flows", "tasks", "deployments.yaml")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the builder colours stderr lines
 _SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
@@ -222,13 +227,29 @@ def flow_pins(task_pins: dict[str, str], root: Path = PROJECT_ROOT) -> dict[str,
     return {name: version for name, version in pins.items() if name not in task_pins}
 
 
-def flow_image_hash(pins: dict[str, str], task_image_id: str) -> str:
-    """Content hash of the flow image: its Dockerfile, its extra pins and the task image
-    (whose id already covers the base image, the task pins and the project source)."""
+def prefect_project_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    """The Prefect project's files (relative paths, sorted) the flow image copies."""
+    found = []
+    for name in PREFECT_PROJECT:
+        path = root / name
+        candidates = [path] if path.is_file() else sorted(path.rglob("*"))
+        for item in candidates:
+            rel = item.relative_to(root)
+            if item.is_file() and not _SKIP_PARTS & set(rel.parts) and item.suffix != ".pyc":
+                found.append(rel)
+    return found
+
+
+def flow_image_hash(pins: dict[str, str], task_image_id: str, root: Path = PROJECT_ROOT) -> str:
+    """Content hash of the flow image: its Dockerfile, its extra pins, the Prefect
+    project and the task image (whose id covers the base, its pins and the library)."""
     digest = hashlib.sha256()
     digest.update((CONTAINERS_DIR / "flow.Dockerfile").read_bytes())
     digest.update(json.dumps(pins, sort_keys=True).encode())
     digest.update(task_image_id.encode())
+    for rel in prefect_project_files(root):
+        digest.update(str(rel).encode() + b"\0")
+        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -562,7 +583,7 @@ def build_flow_image(
     try:
         with _build_lock():
             pins = flow_pins(resolve_pins(read_requirements()), root)
-            tag = f"{FLOW_REPOSITORY}:{flow_image_hash(pins, task.image_id)[:12]}"
+            tag = f"{FLOW_REPOSITORY}:{flow_image_hash(pins, task.image_id, root)[:12]}"
             if not force:
                 with contextlib.suppress(docker.errors.ImageNotFound):
                     image = client.images.get(tag)
@@ -572,6 +593,11 @@ def build_flow_image(
             context = cache_dir() / "flow-context"
             context.mkdir(exist_ok=True)
             prepare_wheels(pins, context / "wheels")
+            project = context / "project"
+            shutil.rmtree(project, ignore_errors=True)
+            for rel in prefect_project_files(root):
+                (project / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / rel, project / rel)
             shutil.copy2(CONTAINERS_DIR / "flow.Dockerfile", context / "Dockerfile")
             (context / ".dockerignore").write_text("wheels/pins.json\n")
             log.info("building %s on %s", tag, task.tag)

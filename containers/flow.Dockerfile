@@ -25,13 +25,13 @@ FROM ${TASK_IMAGE}
 USER root
 COPY --from=deps /opt/flow/lib/python3.11/site-packages/ /opt/venv/lib/python3.11/site-packages/
 COPY --from=deps /opt/flow/bin/ /opt/venv/bin/
-# /opt/lineage is the flows' working directory in deployments.yaml: the entrypoint
-# `flows/cascade.py:cascade_flow` resolves there, to the installed package.
-# /workspace is where the worker mounts the workspace ($LINEAGE_WORKSPACE); the unprivileged
-# user must be able to write it, since the flow writes the graph DB and the objects.
-RUN mkdir -p /opt/lineage /workspace \
- && ln -s "$(python -c 'import flows, os; print(os.path.dirname(flows.__file__))')" \
-        /opt/lineage/flows \
+# /opt/lineage is the flows' working directory in deployments.yaml: the Prefect project
+# (flows/, tasks/, deployments.yaml), copied, not installed, so that the entrypoint
+# `flows/cascade.py:cascade_flow` resolves there. /workspace is where the worker mounts
+# the workspace ($LINEAGE_WORKSPACE); the unprivileged user must be able to write it,
+# since the flow writes the graph DB and the objects.
+COPY project/ /opt/lineage/
+RUN mkdir -p /workspace \
  && chown 10001:10001 /workspace
 # MLflow imports GitPython, which warns on every import when there is no git binary.
 ENV LINEAGE_WORKSPACE=/workspace \
@@ -41,7 +41,7 @@ WORKDIR /opt/lineage
 # The import check fails the build, not the first flow run, when a dependency is missing.
 # It runs as the flow's user and leaves HOME (/tmp) empty: Prefect writes its profile
 # there on first import, and a file left by the build would be in every container.
-RUN python -c "import flows.cascade, lineage.tracking, lineage.cli.main, prefect, \
+RUN python -c "import flows.cascade, tasks.derive, lineage.tracking, lineage.cli.main, prefect, \
 prefect_dask, mlflow, docker, psycopg, boto3, alembic, typer, rich, zstandard" \
  && rm -rf /tmp/.prefect /tmp/.cache /tmp/.config
 LABEL org.opencontainers.image.title="lineage-flow" \

@@ -1,6 +1,6 @@
 """The update cascade as a Prefect flow.
 
-`cascade_flow(upstream="base@2")` plans the cascade (`lineage.cascade.plan`), then
+`cascade_flow(upstream="base@2")` plans the cascade (`lineage.cascade`), then
 walks it: each node is a derive task, a test task and a gate task; a node starts as
 soon as every parent it waits for has passed (not level by level), at most
 `concurrency` nodes at a time, the tallest subtree first. A node that fails (its
@@ -44,10 +44,16 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from lineage.cascade.plan import CascadePlan, PlanNode, build_plan
-from tasks.common import dask_workers_default, open_workspace, resolve_task_runner
+from lineage.cascade.build import build_plan
+from lineage.cascade.node import DeriveOutcome, NodeTests
+from lineage.cascade.plan import CascadePlan, PlanNode
+from lineage.cascade.settings import dask_workers_default, resolve_task_runner
+from lineage.ops.promote import GateOutcome
+from lineage.render.plan import describe_plan, plan_mermaid, tests_label
+from tasks.common import Timed, open_workspace
 from tasks.derive import derive_task
-from tasks.testing import gate_task, test_task
+from tasks.gate import gate_task
+from tasks.test import test_task
 
 # Final node statuses, as shown in the summary table and returned by the flow.
 PROMOTED, CANDIDATE, FAILED = "promoted", "candidate", "failed"
@@ -274,10 +280,10 @@ class CascadeRun:
         """Process one finished task; True when the node is finished (slot freed)."""
         logger = get_run_logger()
         run = self.runs[model]
-        value = future.result(raise_on_failure=False)
-        if isinstance(value, BaseException):
-            first_line = str(value).splitlines()[0] if str(value) else ""
-            error = f"{stage} failed: {type(value).__name__}: {first_line}"
+        result = future.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            first_line = str(result).splitlines()[0] if str(result) else ""
+            error = f"{stage} failed: {type(result).__name__}: {first_line}"
             logger.error(
                 "%s: %s; blocking %s",
                 model,
@@ -287,19 +293,21 @@ class CascadeRun:
             self._finish(model, FAILED, error)
             self._block_subtree(model)
             return True
-        run.work_s += float(value.get("seconds") or 0.0)
+        assert isinstance(result, Timed)
+        run.work_s += result.seconds
         run.trace += [
-            (stage, "began", value.get("began", 0.0)),
-            (stage, "ended", value.get("ended", 0.0)),
+            (stage, "began", result.began),
+            (stage, "ended", result.ended),
             (stage, "handled", time.perf_counter()),
         ]
-        if value.get("warning"):
-            logger.warning("%s: %s", model, value["warning"])
-            run.warnings.append(value["warning"])
-        if stage == "derive":
-            run.new_ref, run.cached = value["new_ref"], value["cached"]
+        if result.warning:
+            logger.warning("%s: %s", model, result.warning)
+            run.warnings.append(result.warning)
+        value = result.value
+        if isinstance(value, DeriveOutcome):
+            run.new_ref, run.cached = value.new_ref, value.cached
             _notify("derived", run.summary())
-            if value["already_gated"]:
+            if value.already_gated:
                 # A previous run tested and gated this version: gate again (idempotent)
                 # to finish a promotion it may have been killed in the middle of.
                 run.tests = {"passed": True, "skipped": True}
@@ -307,20 +315,21 @@ class CascadeRun:
             else:
                 self._submit_test(model)
             return False
-        if stage == "test":
-            run.tests = {k: value[k] for k in ("passed", "total", "failed")}
-            self._submit_gate(model, bool(value["passed"]))
+        if isinstance(value, NodeTests):
+            run.tests = {"passed": value.passed, "total": value.total, "failed": value.failed}
+            self._submit_gate(model, value.passed)
             return False
-        run.aliases = list(value["holds"])
-        if value.get("note"):
-            run.warnings.append(value["note"])
-        if not value["passed"]:
+        assert isinstance(value, GateOutcome)
+        run.aliases = list(value.holds)
+        if value.note:
+            run.warnings.append(value.note)
+        if not value.passed:
             failed = ", ".join(run.tests.get("failed") or []) or "see test results"
             logger.warning("%s: tests failed (%s); blocking its subtree", run.new_ref, failed)
             self._finish(model, FAILED, f"tests failed: {failed}")
             self._block_subtree(model)
             return True
-        self._finish(model, PROMOTED if value["promoted"] else CANDIDATE)
+        self._finish(model, PROMOTED if value.promoted else CANDIDATE)
         self._release_children(model, ready)
         return True
 
@@ -389,7 +398,7 @@ def _publish_artifacts(run: CascadeRun, summary: dict[str, Any]) -> None:
         {
             "node": n["model"],
             "old → new": f"{n['old_ref']} → {n['new_ref'] or '-'}",
-            "tests": _tests_label(n),
+            "tests": tests_label(n["tests"]),
             "outcome": n["status"] + (" (reused)" if n["cached"] else ""),
             "aliases": ", ".join(n["aliases"]),
             "note": "; ".join(filter(None, [n["error"], *n["warnings"]])),
@@ -410,24 +419,13 @@ def _publish_artifacts(run: CascadeRun, summary: dict[str, Any]) -> None:
             f"{counts}. Levels: " + " | ".join(", ".join(level) for level in run.plan.levels),
             "",
             "```mermaid",
-            run.plan.mermaid(status),
+            plan_mermaid(run.plan, status),
             "```",
         ]
     )
     create_markdown_artifact(
         markdown, key=f"{key}-cascade-lineage", description="lineage subtree of the cascade"
     )
-
-
-def _tests_label(node: dict[str, Any]) -> str:
-    tests = node["tests"]
-    if not tests:
-        return "-"
-    if tests.get("skipped"):
-        return "passed earlier"
-    if tests["passed"]:
-        return f"{tests['total']} passed"
-    return f"failed: {', '.join(tests['failed']) or '?'}"
 
 
 def _tag_flow_run(plan: CascadePlan) -> None:
@@ -494,7 +492,7 @@ def cascade_flow(
     root = str(Workspace.open(workspace or None).root)
     plan = build_plan(open_workspace(root), upstream, replaces or None)
     _tag_flow_run(plan)
-    for line in plan.describe():
+    for line in describe_plan(plan):
         logger.info(line)
     run = CascadeRun(
         plan,

@@ -7,7 +7,7 @@ fails at once, before anyone is asked), then — for a model with
 `rollback_flow(name, to=None, cascade=False)` runs `lineage rollback` as a flow,
 so rollbacks show up in Prefect next to the cascades that made the versions.
 
-The promotion itself is `lineage.api.promote.promote`: one DB transaction with the
+The promotion itself is `lineage.ops.promote.promote`: one DB transaction with the
 MLflow alias moves inside it and compensation on failure, so a failed task leaves
 no half-promoted state and the task can simply be retried.
 
@@ -26,10 +26,10 @@ from prefect import flow, get_run_logger, task
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from lineage.api.promote import check_tests_passed
-from lineage.api.promote import promote as promote_version
-from lineage.api.promote import rollback as rollback_model
 from lineage.errors import PromotionError
+from lineage.ops.promote import check_tests_passed
+from lineage.ops.promote import promote as promote_version
+from lineage.ops.promote import rollback as rollback_model
 from lineage.workspace import Workspace
 
 

@@ -18,22 +18,16 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import select
 
-from lineage.cascade.steps import test_node, track_tests
-from lineage.db import schema as t
+from lineage.cascade.node import test_node, track_tests
 from tasks.common import flow_run_id, open_workspace, retry_if_transient
 
 
-def latest_results(workspace: Any, version_id: int) -> dict[str, bool]:
-    """test name -> passed, newest result per test of one version."""
-    with workspace.engine.connect() as conn:
-        rows = conn.execute(
-            select(t.test_results.c.test_name, t.test_results.c.passed)
-            .where(t.test_results.c.version_id == version_id)
-            .order_by(t.test_results.c.id)
-        ).all()
-    return {name: bool(passed) for name, passed in rows}  # later rows win
+def passed_by_test(workspace: Any, version_id: int) -> dict[str, bool]:
+    """test name -> passed, for the newest result of each test of one version."""
+    return {
+        name: result.passed for name, result in workspace.graph.latest_results(version_id).items()
+    }
 
 
 @task(
@@ -47,9 +41,9 @@ def retest_task(workspace_root: str, ref: str, track: bool = True) -> dict[str, 
     """Re-run the tests of one champion; returns before/after per test."""
     workspace = open_workspace(workspace_root)
     version = workspace.resolve(ref)
-    before = latest_results(workspace, version.id)
+    before = passed_by_test(workspace, version.id)
     outcome = test_node(workspace, ref)
-    after = latest_results(workspace, version.id)
+    after = passed_by_test(workspace, version.id)
     regressions = sorted(n for n, ok in after.items() if not ok and before.get(n) is True)
     warning = ""
     if track:

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+#: How a version was derived from its parents (the kind of a derivation edge).
+Kind = Literal["finetune", "adapter", "distill", "quantize", "prune", "merge", "other"]
+DERIVATION_KINDS: tuple[str, ...] = get_args(Kind)
+
+#: The two edge types: `child@v` derived from `parent@w`, and `m@v+1` next after `m@v`.
+DERIVATION = "derivation"
+VERSIONING = "versioning"
+EDGE_TYPES = (DERIVATION, VERSIONING)
+
+
+def utc_now() -> datetime:
+    """Every time lineage stores is timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time lineage stores is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _jsonable(value: Any) -> Any:
@@ -56,11 +75,11 @@ class VersionInfo:
 
     @property
     def derivation_parents(self) -> list[ParentLink]:
-        return [link for link in self.parents if link.edge_type == "derivation"]
+        return [link for link in self.parents if link.edge_type == DERIVATION]
 
     @property
     def previous_version(self) -> ParentLink | None:
-        return next((link for link in self.parents if link.edge_type == "versioning"), None)
+        return next((link for link in self.parents if link.edge_type == VERSIONING), None)
 
     def to_dict(self) -> dict[str, Any]:
         data = _jsonable(asdict(self))
@@ -86,14 +105,17 @@ class ModelInfo:
 
 @dataclass
 class AliasEvent:
+    """One recorded alias change: who moved which alias of a model, from → to, why."""
+
     model: str
     alias: str
-    action: str
+    action: str  # set | promote | rollback | remove | approve | reject
     from_version: int | None
     to_version: int | None
     actor: str
     reason: str
     at: datetime
+    id: int | None = None  # position in the model's history (None before it is stored)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -110,3 +132,37 @@ class Provenance:
     image_digest: str | None = None
     library_versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StoredTestResult:
+    """One stored run of one test on one version (a row of the graph's test results)."""
+
+    __test__ = False  # not a pytest class
+
+    test_name: str
+    kind: str
+    declared_on: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+    details: dict[str, Any]
+    duration_s: float
+    ran_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class TestDeclarationRow:
+    """A test declared on (or disabled for) one model, as stored."""
+
+    __test__ = False
+
+    model: str
+    name: str
+    kind: str
+    params: dict[str, Any]
+    disabled: bool

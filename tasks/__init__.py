@@ -1,5 +1,7 @@
-"""Prefect tasks (derive, test) and the runners that execute their steps.
+"""Prefect tasks of the cascade: derive, test and gate one node.
 
-`tasks.derive` and `tasks.testing` import Prefect; `tasks.step` and `tasks.runners`
-do not, so a step can run in a container without the orchestrator installed.
+Thin wrappers over `lineage.cascade.node`; each returns the node's typed outcome
+(`DeriveOutcome`, `NodeTests`, `GateOutcome`) wrapped with when it ran (`Timed`).
+This folder is part of the Prefect project (with `flows/` and `deployments.yaml`),
+not of the installed `lineage` package.
 """

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from lineage.cascade.node import DeriveOutcome, derive_node, track_derive
 from lineage.cascade.plan import PlanNode
-from lineage.cascade.steps import derive_node, track_derive
-from tasks.common import flow_run_id, open_workspace, retry_if_transient
-
-RUNNERS = ("inline", "process", "docker")
-
-
-def make_runner(name: str) -> Any:
-    """The step runner for `--runner`: None runs the recipe in this process (inline);
-    `process` and `docker` come from `tasks.runners`."""
-    if name == "inline":
-        return None
-    if name not in RUNNERS:
-        from lineage.errors import UsageError
-
-        raise UsageError(f"unknown runner {name!r}; use one of {', '.join(RUNNERS)}")
-    from tasks.runners import get_runner
-
-    return get_runner(name)
+from lineage.steps.runners import get_runner
+from tasks.common import Timed, flow_run_id, open_workspace, retry_if_transient
 
 
 # Our own derive cache makes the task idempotent; Prefect's input hashing would only
@@ -47,18 +31,15 @@ def derive_task(
     message: str = "",
     track: bool = True,
     cascade_id: str = "",
-) -> dict[str, Any]:
-    """Derive `node` on `parent_refs` (or find it already derived); returns the
-    outcome as a dict (new ref, version id, whether it came from the cache), and
-    records the derive run in MLflow when `track` is set."""
-    started = time.perf_counter()
+) -> Timed[DeriveOutcome]:
+    """Derive `node` on `parent_refs` (or find it already derived), and record the
+    derive run in MLflow when `track` is set."""
+    began = time.perf_counter()
     workspace = open_workspace(workspace_root)
-    outcome = derive_node(workspace, node, parent_refs, runner=make_runner(runner), message=message)
-    result = outcome.to_dict()
-    result["warning"] = ""
+    outcome = derive_node(workspace, node, parent_refs, runner=get_runner(runner), message=message)
+    warning = ""
     if track and not outcome.cached:
-        result["warning"] = track_derive(
+        warning = track_derive(
             workspace, outcome.new_ref, cascade_id=cascade_id, flow_run_id=flow_run_id()
         )
-    result.update(seconds=time.perf_counter() - started, began=started, ended=time.perf_counter())
-    return result
+    return Timed(outcome, began, time.perf_counter(), warning)

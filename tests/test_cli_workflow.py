@@ -174,13 +174,13 @@ def _snapshot(root: Path) -> tuple[list[str], int, set[str]]:
     """Versions, declared tests and stored objects: what bad input must not change."""
     from sqlalchemy import func, select
 
-    from lineage.db import schema as t
+    from lineage.graph import schema as t
     from lineage.workspace import Workspace
 
     ws = Workspace.open(root)
     try:
         refs = [v.ref for v in ws.search()]
-        with ws.engine.connect() as conn:
+        with ws.graph.engine.connect() as conn:
             tests = conn.execute(select(func.count()).select_from(t.model_tests)).scalar_one()
         objects = {p.name for p in (root / ".lineage" / "objects").rglob("*") if p.is_file()}
         return refs, int(tests), objects

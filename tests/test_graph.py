@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from lineage.db import schema as t
 from lineage.errors import (
     CycleError,
     ModelExistsError,
@@ -14,17 +13,20 @@ from lineage.errors import (
     VersionNotFoundError,
     WeightsError,
 )
-from lineage.graph import topological_levels, topological_order
+from lineage.graph import schema as t
+from lineage.graph.walk import topological_levels, topological_order
+from lineage.ops.add import add, commit, link
+from lineage.ops.alias import remove_alias, set_alias
 
 
 def _family(ws, tiny_weights):  # type: ignore[no-untyped-def]
     """base@1 -> ft-a, ft-b; merge(ft-a, ft-b); q(merge); adapter on base."""
-    ws.add("base", source=tiny_weights(0))
-    ws.add("ft-a", source=tiny_weights(1), parents=["base@1"], kind="finetune")
-    ws.add("ft-b", source=tiny_weights(2), parents=["base@1"], kind="finetune")
-    ws.add("soup", source=tiny_weights(3), parents=["ft-a@1", "ft-b@1"], kind="merge")
-    ws.add("soup-int8", source=tiny_weights(4), parents=["soup@1"], kind="quantize")
-    ws.add("adapter", source=tiny_weights(5), parents=["base@1"], kind="adapter")
+    add(ws, "base", source=tiny_weights(0))
+    add(ws, "ft-a", source=tiny_weights(1), parents=["base@1"], kind="finetune")
+    add(ws, "ft-b", source=tiny_weights(2), parents=["base@1"], kind="finetune")
+    add(ws, "soup", source=tiny_weights(3), parents=["ft-a@1", "ft-b@1"], kind="merge")
+    add(ws, "soup-int8", source=tiny_weights(4), parents=["soup@1"], kind="quantize")
+    add(ws, "adapter", source=tiny_weights(5), parents=["base@1"], kind="adapter")
 
 
 def test_descendants_topological_with_multi_parent_merge(workspace, tiny_weights) -> None:
@@ -57,7 +59,7 @@ def test_ancestors_and_path(workspace, tiny_weights) -> None:
 
 def test_versions_latest_and_versioning_edges(workspace, tiny_weights) -> None:
     _family(workspace, tiny_weights)
-    v2 = workspace.commit("ft-a", source=tiny_weights(11), message="more data")
+    v2 = commit(workspace, "ft-a", source=tiny_weights(11), message="more data")
     assert v2.ref == "ft-a@2"
     assert v2.previous_version is not None and v2.previous_version.ref == "ft-a@1"
     # commit keeps the parents of the previous version by default
@@ -74,10 +76,10 @@ def test_versions_latest_and_versioning_edges(workspace, tiny_weights) -> None:
 
 def test_aliases_and_history(workspace, tiny_weights) -> None:
     _family(workspace, tiny_weights)
-    workspace.commit("soup", source=tiny_weights(21))
-    workspace.set_alias("soup@1", "champion", reason="first")
+    commit(workspace, "soup", source=tiny_weights(21))
+    set_alias(workspace, "soup@1", "champion", reason="first")
     assert workspace.resolve("soup@champion").ref == "soup@1"
-    event = workspace.set_alias("soup@2", "champion", action="promote", reason="better")
+    event = set_alias(workspace, "soup@2", "champion", action="promote", reason="better")
     assert (event.from_version, event.to_version) == (1, 2)
     assert workspace.resolve("soup@champion").ref == "soup@2"
     assert workspace.model("soup").aliases == {"champion": 2}
@@ -86,7 +88,7 @@ def test_aliases_and_history(workspace, tiny_weights) -> None:
         ("set", None, 1),
         ("promote", 1, 2),
     ]
-    workspace.remove_alias("soup", "champion")
+    remove_alias(workspace, "soup", "champion")
     with pytest.raises(VersionNotFoundError):
         workspace.resolve("soup@champion")
 
@@ -98,7 +100,7 @@ def test_search_by_kind_and_recipe(workspace, tiny_weights) -> None:
 
 
 def _counts(ws) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    with ws.engine.connect() as conn:
+    with ws.graph.engine.connect() as conn:
         return tuple(  # type: ignore[return-value]
             conn.execute(select(func.count()).select_from(table)).scalar()
             for table in (t.models, t.versions, t.edges)
@@ -118,18 +120,18 @@ def test_bad_input_leaves_db_and_store_unchanged(workspace, tiny_weights, tmp_pa
     (empty / "sub").mkdir(parents=True)
     (empty / "config.json").write_text("{}")
     bad_calls = [
-        (ModelExistsError, lambda: workspace.add("base", source=fresh)),
-        (ModelNotFoundError, lambda: workspace.add("x", source=fresh, parents=["nope@1"])),
-        (VersionNotFoundError, lambda: workspace.add("x", source=fresh, parents=["base@7"])),
-        (CycleError, lambda: workspace.add("x", source=fresh, parents=["x@1"])),
-        (WeightsError, lambda: workspace.add("x", source=tmp_path / "missing")),
-        (WeightsError, lambda: workspace.add("x", source=empty)),  # no weights in it
-        (UsageError, lambda: workspace.add("x", source=fresh, parents=["base@1"], kind="nope")),
-        (UsageError, lambda: workspace.add("a/b", source=fresh)),
-        (UsageError, lambda: workspace.add("x", source=fresh, parents=["a@@1"])),
-        (CycleError, lambda: workspace.link("base@1", "soup@1")),
-        (CycleError, lambda: workspace.link("base@1", "base@1")),
-        (ModelNotFoundError, lambda: workspace.commit("ghost", source=fresh)),
+        (ModelExistsError, lambda: add(workspace, "base", source=fresh)),
+        (ModelNotFoundError, lambda: add(workspace, "x", source=fresh, parents=["nope@1"])),
+        (VersionNotFoundError, lambda: add(workspace, "x", source=fresh, parents=["base@7"])),
+        (CycleError, lambda: add(workspace, "x", source=fresh, parents=["x@1"])),
+        (WeightsError, lambda: add(workspace, "x", source=tmp_path / "missing")),
+        (WeightsError, lambda: add(workspace, "x", source=empty)),  # no weights in it
+        (UsageError, lambda: add(workspace, "x", source=fresh, parents=["base@1"], kind="nope")),
+        (UsageError, lambda: add(workspace, "a/b", source=fresh)),
+        (UsageError, lambda: add(workspace, "x", source=fresh, parents=["a@@1"])),
+        (CycleError, lambda: link(workspace, "base@1", "soup@1")),
+        (CycleError, lambda: link(workspace, "base@1", "base@1")),
+        (ModelNotFoundError, lambda: commit(workspace, "ghost", source=fresh)),
     ]
     for error, call in bad_calls:
         with pytest.raises(error):
@@ -144,15 +146,15 @@ def test_pickle_checkpoints_are_refused_unopened(workspace, tmp_path) -> None:
     # something other than WeightsError.
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(WeightsError, match="refusing pickle"):
-        workspace.add("p", source=folder)
+        add(workspace, "p", source=folder)
 
 
 def test_link_adds_edge_and_refuses_cycles(workspace, tiny_weights) -> None:
     _family(workspace, tiny_weights)
-    linked = workspace.link("adapter@1", "ft-a@1", kind="distill")
+    linked = link(workspace, "adapter@1", "ft-a@1", kind="distill")
     assert {p.ref for p in linked.derivation_parents} == {"base@1", "ft-a@1"}
     with pytest.raises(CycleError):
-        workspace.link("ft-a@1", "adapter@1")
+        link(workspace, "ft-a@1", "adapter@1")
 
 
 def test_topological_helpers() -> None:
@@ -168,7 +170,7 @@ def test_concurrent_adds_lose_nothing(sqlite_workspace, tiny_weights) -> None:
     import multiprocessing as mp
 
     ws = sqlite_workspace
-    ws.add("base", source=tiny_weights(0))
+    add(ws, "base", source=tiny_weights(0))
     sources = [str(tiny_weights(seed)) for seed in range(1, 7)]
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
@@ -181,14 +183,14 @@ def test_concurrent_adds_lose_nothing(sqlite_workspace, tiny_weights) -> None:
 def _add_in_process(root: str, name: str, source: str) -> None:
     from lineage.workspace import Workspace
 
-    Workspace.open(root).add(name, source=source, parents=["base@1"], kind="finetune")
+    add(Workspace.open(root), name, source=source, parents=["base@1"], kind="finetune")
 
 
 def test_concurrent_commits_number_versions_without_gaps(workspace, tiny_weights) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    workspace.add("m", source=tiny_weights(0))
+    add(workspace, "m", source=tiny_weights(0))
     sources = [tiny_weights(seed) for seed in range(1, 7)]
     with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda s: workspace.commit("m", source=s), sources))
+        list(pool.map(lambda s: commit(workspace, "m", source=s), sources))
     assert sorted(v.number for v in workspace.log("m")) == list(range(1, 8))

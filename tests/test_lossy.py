@@ -18,11 +18,14 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from lineage.api.lossy import applicable_tests
-from lineage.api.testing import declare_model_test, disable_test, resolve_tests
 from lineage.bundled import make_tiny_model
 from lineage.errors import UsageError
-from lineage.store import LossyOptions, stats
+from lineage.formats import CHECKOUT_MARKER
+from lineage.ops.add import add, commit
+from lineage.ops.checkout import checkout
+from lineage.ops.lossy import applicable_tests, lossy_request
+from lineage.ops.tests import declare_model_test, disable_test, resolve_tests
+from lineage.store import stats
 from lineage.workspace import Workspace
 
 torch.set_num_threads(2)
@@ -41,8 +44,9 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def same_files(a: Path, b: Path) -> bool:
-    names = sorted(p.name for p in a.iterdir())
-    return names == sorted(p.name for p in b.iterdir()) and all(
+    """Same model files (a checkout's own marker aside), byte for byte."""
+    names = sorted(p.name for p in a.iterdir() if p.name != CHECKOUT_MARKER)
+    return names == sorted(p.name for p in b.iterdir() if p.name != CHECKOUT_MARKER) and all(
         (a / n).read_bytes() == (b / n).read_bytes() for n in names
     )
 
@@ -68,7 +72,7 @@ def ws(tmp_path_factory, models):  # type: ignore[no-untyped-def]
     """base@1 (lossless) with an accuracy test its descendants inherit."""
     base, _ = models
     workspace = Workspace.init(tmp_path_factory.mktemp("lossy-ws") / "ws")
-    workspace.add("base", source=base)
+    add(workspace, "base", source=base)
     declare_model_test(workspace, "base", "acc", "accuracy", ACC)
     yield workspace
     workspace.close()
@@ -77,7 +81,7 @@ def ws(tmp_path_factory, models):  # type: ignore[no-untyped-def]
 def test_accepted_when_the_inherited_tests_pass(ws, models, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _, ft = models
     tests = applicable_tests(ws, "ft", [ws.resolve("base@1")])
-    version = ws.add("ft", source=ft, parents=["base@1"], kind="finetune", lossy=LossyOptions())
+    version = add(ws, "ft", source=ft, parents=["base@1"], kind="finetune", lossy=lossy_request())
     # the guard saw exactly the tests the version now has
     assert [t.declaration.name for t in tests] == [
         t.declaration.name for t in resolve_tests(ws, version.ref)
@@ -91,14 +95,14 @@ def test_accepted_when_the_inherited_tests_pass(ws, models, tmp_path) -> None:  
     manifest = ws.manifest(version.ref)
     assert manifest.approximate
 
-    exact = ws.add("ft-exact", source=ft, parents=["base@1"], kind="finetune")
+    exact = add(ws, "ft-exact", source=ft, parents=["base@1"], kind="finetune")
     assert "lossy" not in exact.extra and not ws.manifest(exact.ref).approximate
     ids = {v.ref: v.manifest_id for v in (ws.resolve("base@1"), exact, version)}
     report = stats(ws.store, ids).versions  # each version counts only what it adds
     lossy_bytes, lossless_bytes = report[version.ref].stored_bytes, report[exact.ref].stored_bytes
     assert lossy_bytes * 4 < lossless_bytes, (lossy_bytes, lossless_bytes)
 
-    out = ws.checkout(version.ref, tmp_path / "out")
+    out = checkout(ws, version.ref, tmp_path / "out")
     got, want = load_file(out / "model.safetensors"), load_file(ft / "model.safetensors")
     assert got.keys() == want.keys()
     worst = max(float(np.abs(got[k].astype(np.float64) - want[k]).max()) for k in want)
@@ -118,17 +122,33 @@ def test_accepted_when_the_inherited_tests_pass(ws, models, tmp_path) -> None:  
     assert "approximate (stored in lossy mode" in text
 
 
+def _zeroed(model: Path, out: Path) -> Path:
+    """A copy of `model` whose weights are all zero: it predicts one class only."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(model, out)
+    weights = load_file(str(model / "model.safetensors"))
+    save_file({k: v * 0 for k, v in weights.items()}, str(out / "model.safetensors"))
+    return out
+
+
 def test_rejected_when_a_test_fails_on_the_approximate_copy(ws, models, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """commit: the model's own tests count; |error| <= 0.5 wipes a root model's weights."""
+    """commit: the model's own tests count. The new version is coded against its
+    previous version, a dead model; with |error| <= 50 the approximate copy is that dead
+    model again, which fails the model's accuracy test: stored lossless."""
     _, ft = models
-    version = ws.commit("base", source=ft, lossy=LossyOptions(max_abs_error=0.5))
+    add(ws, "revived", source=_zeroed(ft, tmp_path / "dead"))
+    declare_model_test(ws, "revived", "acc", "accuracy", ACC)
+    version = commit(ws, "revived", source=ft, lossy=lossy_request(50.0))
     decision = version.extra["lossy"]
     assert not decision["accepted"]
     assert "'acc' fails on the approximate weights" in decision["reason"]
     [acc] = decision["tests"]
     assert acc["passed_exact"] and not acc["passed_approximate"]
     assert not ws.manifest(version.ref).approximate
-    out = ws.checkout(version.ref, tmp_path / "out")
+    out = checkout(ws, version.ref, tmp_path / "out")
     assert same_files(out, ft)  # stored lossless: bit-exact
 
 
@@ -136,34 +156,32 @@ def test_rejected_when_a_metric_moves_beyond_the_tolerance(ws, models, tmp_path)
     """A user test that passes on both copies, but whose value moves: weights the
     fine-tune nudged by less than the bound are rounded back to the parent's."""
     base, ft = models
-    ws.add("line2", source=base)
+    add(ws, "line2", source=base)
     declare_model_test(ws, "line2", "unchanged", "user", UNCHANGED)
-    version = ws.add("line2-ft", source=ft, parents=["line2@1"], lossy=LossyOptions())
+    version = add(ws, "line2-ft", source=ft, parents=["line2@1"], lossy=lossy_request())
     decision = version.extra["lossy"]
     [test] = decision["tests"]
     assert test["passed_exact"] and test["passed_approximate"]
     assert not test["within_tolerance"] and not decision["accepted"]
     assert "'unchanged' moved by more than 0.01" in decision["reason"]
-    assert same_files(ws.checkout(version.ref, tmp_path / "out"), ft)
+    assert same_files(checkout(ws, version.ref, tmp_path / "out"), ft)
     # with a tolerance wide enough, the same request is accepted
-    wide = ws.add(
-        "line2-wide", source=ft, parents=["line2@1"], lossy=LossyOptions(), lossy_tolerance=1.0
-    )
+    wide = add(ws, "line2-wide", source=ft, parents=["line2@1"], lossy=lossy_request(tolerance=1.0))
     assert wide.extra["lossy"]["accepted"] and ws.manifest(wide.ref).approximate
 
 
 def test_no_applicable_test_means_lossless(ws, models, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _, ft = models
-    orphan = ws.add("orphan", source=ft, lossy=LossyOptions())  # a new root: no tests yet
+    orphan = add(ws, "orphan", source=ft, lossy=lossy_request())  # a new root: no tests yet
     decision = orphan.extra["lossy"]
     assert not decision["accepted"] and decision["tests"] == []
     assert "no test applies" in decision["reason"]
     assert not ws.manifest(orphan.ref).approximate
-    assert same_files(ws.checkout(orphan.ref, tmp_path / "out"), ft)
+    assert same_files(checkout(ws, orphan.ref, tmp_path / "out"), ft)
     # an opt-out hides the inherited test from the guard, as from `lineage test`
-    ws.add("quiet", source=ws.checkout("base@1", tmp_path / "b"), parents=["base@1"])
+    add(ws, "quiet", source=checkout(ws, "base@1", tmp_path / "b"), parents=["base@1"])
     disable_test(ws, "quiet", "acc")
-    version = ws.commit("quiet", source=ft, lossy=LossyOptions())
+    version = commit(ws, "quiet", source=ft, lossy=lossy_request())
     assert version.extra["lossy"]["tests"] == [] and not ws.manifest(version.ref).approximate
 
 
@@ -185,6 +203,6 @@ def test_bad_lossy_input_is_one_line_and_stores_nothing(ws, models) -> None:  # 
     done = run(["commit", "base", "--from", str(ft), "--lossy", "--lossy-tolerance", "-1"], ws.root)
     assert done.returncode == 2 and "--lossy-tolerance" in done.stderr
     with pytest.raises(UsageError, match="lossy-tolerance"):
-        ws.add("bad", source=ft, parents=["base@1"], lossy=LossyOptions(), lossy_tolerance=-0.5)
+        add(ws, "bad", source=ft, parents=["base@1"], lossy=lossy_request(tolerance=-0.5))
     assert [m.name for m in ws.models()] == models_before
     assert sorted(p.name for p in objects.rglob("*") if p.is_file()) == before

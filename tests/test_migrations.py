@@ -7,9 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
-from lineage.db import schema as t
-from lineage.db.engine import make_engine
-from lineage.db.migrate import current_revision, downgrade, head_revision, upgrade
+from lineage.graph import schema as t
+from lineage.graph.engine import make_engine
+from lineage.graph.migrate import current_revision, downgrade, head_revision, upgrade
+from lineage.ops.add import add
 from lineage.workspace import Workspace
 
 
@@ -28,9 +29,9 @@ def test_migrated_schema_matches_metadata(tmp_path, graph_url) -> None:
 
 def test_upgrade_is_idempotent_and_keeps_rows(tmp_path, graph_url, tiny_weights) -> None:
     ws = Workspace.init(tmp_path / "ws", graph_url=graph_url)
-    ws.add("base", source=tiny_weights(0))
-    ws.add("child", source=tiny_weights(1), parents=["base@1"], kind="finetune")
-    upgrade(ws.engine)  # again: nothing to do
+    add(ws, "base", source=tiny_weights(0))
+    add(ws, "child", source=tiny_weights(1), parents=["base@1"], kind="finetune")
+    upgrade(ws.graph.engine)  # again: nothing to do
     reopened = Workspace.open(tmp_path / "ws")
     assert [v.ref for v in reopened.descendants("base@1")] == ["child@1"]
     ws.close()

@@ -2,17 +2,19 @@
 
 When an upstream model gets a new version, every descendant of the version it
 replaces is re-derived with its recorded recipe, tested and gated. This package
-decides *what* to do (`plan`), how to recognise work already done (`cache`) and
-how to do one node (`steps`); `flows/cascade.py` decides *when*, on Prefect.
+decides *what* to do (`plan`, pure; `build` loads the versions to plan from), how to
+recognise work already done (`cache`) and how to do one node (`node`); the Prefect
+project's `flows/cascade.py` decides *when*, and `settings` holds the choice of task
+runner both the CLI and the flow check.
 
->>> from lineage.cascade import build_plan                          # doctest: +SKIP
->>> plan = build_plan(workspace, "base@2")                          # doctest: +SKIP
->>> [node.model for node in plan.to_derive]                         # doctest: +SKIP
-['sentiment', 'sentiment-int8']
+>>> plan = build_plan(ws, "base@2")
+>>> [node.model for node in plan.to_derive]
+['ft-q']
 """
 
+from lineage.cascade.build import build_plan
 from lineage.cascade.cache import cache_key
-from lineage.cascade.plan import CascadePlan, PlanNode, PlanParent, build_plan, plan_from_graph
+from lineage.cascade.plan import CascadePlan, PlanNode, PlanParent, plan_from_graph
 
 __all__ = [
     "CascadePlan",

@@ -8,6 +8,12 @@ parent are different lines of work and each gets its own version.
 The row is written after the version is committed; a crash between the two is
 covered by `find_existing`, which recognises the committed version by its
 provenance (recipe, params, data, derivation parents) and backfills the row.
+
+>>> len(cache_key("ft", "finetune", {"steps": 5}, ["base@2"], None))
+64
+>>> cache_key("m", "merge", {}, ["a@1", "b@1"], None) != cache_key(
+...     "m", "merge", {}, ["b@1", "a@1"], None)
+True
 """
 
 from __future__ import annotations
@@ -15,15 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
-from lineage.db import schema as t
-
 if TYPE_CHECKING:
+    from lineage.cascade.plan import CascadePlan, PlanNode
     from lineage.records import VersionInfo
     from lineage.workspace import Workspace
 
@@ -54,33 +55,35 @@ def cache_key(
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def lookup(workspace: Workspace, key: str) -> VersionInfo | None:
-    """The version cached under `key`, or None."""
-    with workspace.engine.connect() as conn:
-        version_id = conn.execute(
-            select(t.derive_cache.c.version_id).where(t.derive_cache.c.key == key)
-        ).scalar()
-    if version_id is None:
-        return None
-    found = workspace.versions_by_id([int(version_id)])
-    return found[0] if found else None
+def node_key(node: PlanNode, parent_refs: Sequence[str]) -> str:
+    return cache_key(
+        node.model, node.recipe_id, node.recipe_params, parent_refs, node.data_fingerprint
+    )
 
 
-def remember(workspace: Workspace, key: str, version_id: int) -> None:
-    """Record `key -> version_id`; a concurrent writer of the same key is fine."""
-    try:
-        with workspace.engine.begin() as conn:
-            exists = conn.execute(
-                select(t.derive_cache.c.key).where(t.derive_cache.c.key == key)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    t.derive_cache.insert().values(
-                        key=key, version_id=version_id, created_at=datetime.now(UTC)
-                    )
-                )
-    except IntegrityError:
-        pass  # another worker recorded the same derivation first
+def find_derived(
+    workspace: Workspace, node: PlanNode, parent_refs: Sequence[str], *, backfill: bool = True
+) -> VersionInfo | None:
+    """The version an earlier run made for `node` on `parent_refs`, if any: by its cache
+    key, else by its provenance (a run killed between commit and cache write; with
+    `backfill` the row is written then). The one lookup the flow and `--dry-run` share."""
+    key = node_key(node, parent_refs)
+    version_id = workspace.graph.cached_version_id(key)
+    if version_id is not None:
+        found = workspace.versions_by_id([version_id])
+        if found:
+            return found[0]
+    existing = find_existing(
+        workspace,
+        node.model,
+        node.recipe_id,
+        node.recipe_params,
+        parent_refs,
+        node.data_fingerprint,
+    )
+    if existing is not None and backfill:
+        workspace.graph.remember_derivation(key, existing.id)
+    return existing
 
 
 def find_existing(
@@ -103,3 +106,21 @@ def find_existing(
             continue
         return version
     return None
+
+
+def find_done(workspace: Workspace, plan: CascadePlan) -> dict[str, str]:
+    """Fill `plan.done`: nodes a previous (crashed or finished) run of this cascade
+    already derived. A node counts only when its planned parents are done too (its
+    inputs are known)."""
+    made: dict[str, str] = {}
+    for node in plan.to_derive:
+        if any(parent not in made for parent in node.plan_parents):
+            continue
+        refs = [
+            made[p.model] if p.source == "plan" else (p.new_ref or p.old_ref) for p in node.parents
+        ]
+        found = find_derived(workspace, node, refs, backfill=False)
+        if found is not None:
+            made[node.model] = found.ref
+    plan.done = made
+    return made

@@ -1,9 +1,8 @@
 """Planning a cascade: which descendants to re-derive, on which parents, in what order.
 
-The plan is computed from the graph alone and runs nothing, so `lineage cascade
---dry-run` and the Prefect flow show and follow the very same plan.
-
-Rules (issue 5):
+The plan is computed from already loaded versions and runs nothing (no DB, no I/O:
+`lineage.cascade.build.build_plan` loads what it needs), so `lineage cascade --dry-run`
+and the Prefect flow show and follow the very same plan. The rules:
 
 - The nodes are the descendants (derivation edges) of the version being replaced,
   one node per model: a model reached through several of its versions is re-derived
@@ -24,14 +23,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from lineage import graph
-from lineage.errors import UsageError
+from lineage.graph import walk
 from lineage.records import VersionInfo
-
-if TYPE_CHECKING:
-    from lineage.workspace import Workspace
 
 ParentSource = Literal["upstream", "plan", "newest"]
 NodeAction = Literal["derive", "skip"]
@@ -146,101 +141,6 @@ class CascadePlan:
             "done": self.done,
         }
 
-    def describe(self) -> list[str]:
-        """Plain-text lines of the plan (what `--dry-run` prints)."""
-        lines = [
-            f"cascade {self.replaces} -> {self.upstream}: {len(self.to_derive)} to re-derive "
-            f"in {len(self.levels)} level(s), {len(self.skipped)} skipped"
-            + (f", {len(self.done)} already done (reused)" if self.done else "")
-        ]
-        by_model = {n.model: n for n in self.nodes}
-        for depth, models in enumerate(self.levels):
-            lines.append(f"level {depth} ({len(models)} in parallel):")
-            for model in models:
-                node = by_model[model]
-                parents = ", ".join(_parent_label(p) for p in node.parents)
-                target = f"{self.done[model]} (done)" if model in self.done else f"{model}@next"
-                lines.append(
-                    f"  {node.old_ref} -> {target}  [{node.recipe_id} ({node.kind}) on {parents}]"
-                )
-        for node in self.skipped:
-            lines.append(f"skipped: {node.old_ref}: {node.reason}")
-        return lines
-
-    def mermaid(self, status: dict[str, str] | None = None) -> str:
-        """The lineage subtree as a Mermaid flowchart; `status` colours nodes."""
-        status = status or {}
-
-        def node_id(name: str) -> str:
-            return "n_" + "".join(ch if ch.isalnum() else "_" for ch in name)
-
-        upstream_model = self.upstream.split("@", 1)[0]
-        lines = [
-            "flowchart TD",
-            f'  {node_id(upstream_model)}["{self.replaces} → {self.upstream}"]',
-        ]
-        for node in self.nodes:
-            label = f"{node.old_ref} → {status.get(node.model, node.action)}"
-            lines.append(f'  {node_id(node.model)}["{label}"]')
-        for node in self.nodes:
-            for parent in node.parents:
-                if parent.source == "newest":
-                    continue
-                source = upstream_model if parent.source == "upstream" else parent.model
-                lines.append(f"  {node_id(source)} --> {node_id(node.model)}")
-        classes = {
-            "promoted": "fill:#c8f7c5",
-            "candidate": "fill:#e3f7c5",
-            "failed": "fill:#f7c5c5",
-            "blocked": "fill:#eeeeee",
-            "skip": "fill:#f7f3c5",
-            "skipped": "fill:#f7f3c5",
-        }
-        for name, style in classes.items():
-            members = [
-                node_id(n.model) for n in self.nodes if status.get(n.model, n.action) == name
-            ]
-            if members:
-                lines.append(f"  classDef {name} {style}")
-                lines.append(f"  class {','.join(members)} {name}")
-        return "\n".join(lines)
-
-    def find_done(self, workspace: Workspace) -> dict[str, str]:
-        """Fill `done`: nodes a previous (crashed or finished) run of this cascade
-        already derived, found in the derive cache as the flow would find them. A node
-        counts only when its planned parents are done too (its inputs are known)."""
-        from lineage.cascade import cache
-
-        made: dict[str, str] = {}
-        for node in self.to_derive:
-            if any(parent not in made for parent in node.plan_parents):
-                continue
-            refs = [
-                made[p.model] if p.source == "plan" else (p.new_ref or p.old_ref)
-                for p in node.parents
-            ]
-            key = cache.cache_key(
-                node.model, node.recipe_id, node.recipe_params, refs, node.data_fingerprint
-            )
-            found = cache.lookup(workspace, key) or cache.find_existing(
-                workspace,
-                node.model,
-                node.recipe_id,
-                node.recipe_params,
-                refs,
-                node.data_fingerprint,
-            )
-            if found is not None:
-                made[node.model] = found.ref
-        self.done = made
-        return made
-
-
-def _parent_label(parent: PlanParent) -> str:
-    if parent.source == "plan":
-        return f"{parent.model}@next"
-    return parent.new_ref or parent.old_ref
-
 
 def plan_from_graph(
     upstream: VersionInfo,
@@ -267,7 +167,7 @@ def plan_from_graph(
             parent_model = link.ref.split("@", 1)[0]
             if parent_model in chosen:
                 model_edges.append((chosen[parent_model].id, version.id))
-    order = [ids[i] for i in graph.topological_order(ids, model_edges)]
+    order = [ids[i] for i in walk.topological_order(ids, model_edges)]
 
     nodes: dict[str, PlanNode] = {}
     for version in order:
@@ -307,35 +207,8 @@ def plan_from_graph(
     level_edges = [(index[p], index[n.model]) for n in derive for p in n.plan_parents]
     levels = [
         sorted(derive[i].model for i in level)
-        for level in graph.topological_levels(range(len(derive)), level_edges)
+        for level in walk.topological_levels(range(len(derive)), level_edges)
     ]
     depth = {model: d for d, models in enumerate(levels) for model in models}
     final = [PlanNode(**{**n.__dict__, "level": depth.get(n.model)}) for n in nodes.values()]
     return CascadePlan(upstream=upstream.ref, replaces=replaces.ref, nodes=final, levels=levels)
-
-
-def default_replaced(workspace: Workspace, upstream: VersionInfo) -> VersionInfo:
-    """The version `upstream` replaces by default: its previous version."""
-    previous = upstream.previous_version
-    if previous is not None:
-        return workspace.version_by_id(previous.version_id)
-    if upstream.number > 1:
-        return workspace.resolve(f"{upstream.model}@{upstream.number - 1}")
-    raise UsageError(
-        f"{upstream.ref} is the first version of {upstream.model!r}: nothing to replace "
-        "(pass --replaces REF to say which version it supersedes)"
-    )
-
-
-def build_plan(workspace: Workspace, upstream: str, replaces: str | None = None) -> CascadePlan:
-    """Plan the cascade for the new version `upstream` (e.g. `base@2`).
-
-    `replaces` is the version it supersedes (default: the previous version).
-    """
-    new = workspace.resolve(upstream)
-    old = workspace.resolve(replaces) if replaces else default_replaced(workspace, new)
-    if old.id == new.id:
-        raise UsageError(f"{new.ref} cannot replace itself")
-    return plan_from_graph(
-        new, old, workspace.descendants(old.ref), lambda model: workspace.resolve(model).ref
-    )

@@ -1,7 +1,8 @@
 """Entry point of the `lineage` command.
 
-Each command group lives in its own module with a `register(app)` function; this
-module wires them together and turns `LineageError`s into one line on stderr.
+Each command group lives in a module named after its commands, with a
+`register(app)` function; this module wires them together and turns `LineageError`s
+into one line on stderr (secrets in URLs masked, control characters escaped).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 
 import typer
 
+from lineage.cli.output import clean
 from lineage.errors import LineageError
+from lineage.redact import redact_url
 
 app = typer.Typer(
     name="lineage",
@@ -24,20 +27,29 @@ app = typer.Typer(
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = [
-    "lineage.cli.graph_cmds",
-    "lineage.cli.store_cmds",
-    "lineage.cli.recipes_cmds",
-    "lineage.cli.cascade_cmds",
-    "lineage.cli.registry_cmds",
-    "lineage.cli.image_cmds",
+    "lineage.cli.init",
+    "lineage.cli.add",
+    "lineage.cli.log",
+    "lineage.cli.descendants",
+    "lineage.cli.graph",
+    "lineage.cli.checkout",
+    "lineage.cli.diff",
+    "lineage.cli.store",
+    "lineage.cli.recipes",
+    "lineage.cli.derive",
+    "lineage.cli.tests",
+    "lineage.cli.cascade",
+    "lineage.cli.promote",
+    "lineage.cli.sync",
+    "lineage.cli.image",
 ]
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from lineage.provenance import package_version
 
-        typer.echo(f"lineage {version('lineage')}")
+        typer.echo(f"lineage {package_version()}")
         raise typer.Exit()
 
 
@@ -59,13 +71,7 @@ def _root(
 
 def _register_commands() -> None:
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # command group not part of this build
-            raise
-        module.register(app)
+        importlib.import_module(module_name).register(app)
 
 
 _register_commands()
@@ -79,7 +85,7 @@ def main() -> None:
         app(standalone_mode=False)
     except LineageError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {clean(redact_url(message))}\n")
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

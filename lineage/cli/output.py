@@ -1,31 +1,68 @@
-"""Shared CLI plumbing: the workspace option, JSON output, errors and progress bars."""
+"""Shared CLI plumbing: the workspace option, plain and JSON output, progress display.
+
+User strings (model names, messages, tags, test names) are printed as plain text:
+never parsed as rich markup (`[/bold]` in a commit message must not crash `log`) and
+with control characters replaced (a raw ESC sequence must not reach the terminal).
+Piped output is not wrapped or cut to the terminal's width.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from lineage.records import VersionInfo
+    from lineage.workspace import Workspace
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    # Not a terminal: no width limit (a pipe or a file gets whole lines), no colours.
+    return Console(stderr=stderr, width=None if stream.isatty() else 10_000)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
-def workspace_from(ctx: typer.Context) -> Any:
+def clean(value: object) -> str:
+    """`value` as one line of plain text: control characters (ESC, CR, BEL...) shown
+    as `\\x1b`-style escapes, so user strings cannot drive the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
+def say(*parts: object, stderr: bool = False, style: str | None = None) -> None:
+    """Print plain text (no markup, no highlighting) built from `parts`."""
+    target = err_console if stderr else console
+    target.print(Text(" ".join(clean(p) for p in parts), style=style or ""), soft_wrap=True)
+
+
+def plain_table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
+    """A table whose cells are plain text (never markup)."""
+    table = Table(title=Text(clean(title)), title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(clean(cell)) for cell in row))
+    return table
+
+
+def workspace_from(ctx: typer.Context) -> Workspace:
     """Open the workspace chosen by --workspace, $LINEAGE_WORKSPACE or the cwd."""
     from lineage.workspace import Workspace
 
@@ -37,6 +74,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def version_line(version: VersionInfo) -> str:
+    """`ft@2 [champion] ← base@1 (finetune)`."""
+    parents = ", ".join(f"{link.ref} ({link.kind})" for link in version.derivation_parents)
+    aliases = f" [{', '.join(version.aliases)}]" if version.aliases else ""
+    origin = f" ← {parents}" if parents else ""
+    return f"{version.ref}{aliases}{origin}"
+
+
 @contextmanager
 def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
     """A progress bar fed by callback(done_bytes, total_bytes); silent when disabled
@@ -44,8 +89,17 @@ def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
     if not enabled or not err_console.is_terminal:
         yield lambda done, total: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -53,10 +107,56 @@ def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
         console=err_console,
         transient=True,
     ) as progress:
-        task = progress.add_task(description, total=None)
+        task = progress.add_task(clean(description), total=None)
 
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+#: Without a terminal, a training recipe prints a progress line at most this often.
+PROGRESS_LINE_EVERY_S = 10.0
+
+
+@contextmanager
+def training_progress(
+    label: str, enabled: bool = True
+) -> Iterator[Callable[[int, int, float], None] | None]:
+    """Progress of a training recipe, fed by callback(step, total_steps, loss): a bar on
+    a terminal; otherwise a line every `PROGRESS_LINE_EVERY_S` seconds with the loss
+    and an ETA (CI logs get progress, not silence)."""
+    if not enabled:
+        yield None
+        return
+    if not err_console.is_terminal:
+        started = time.monotonic()
+        last = [0.0]
+
+        def line(step: int, total: int, loss: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_LINE_EVERY_S and step != total:
+                return
+            last[0] = now
+            eta = (now - started) / max(step, 1) * max(total - step, 0)
+            say(f"{label}: step {step}/{total}, loss {loss:.4f}, eta {eta:.0f} s", stderr=True)
+
+        yield line
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(clean(label), total=None, loss=float("nan"))
+
+        def update(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=loss)
 
         yield update
 

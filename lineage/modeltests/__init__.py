@@ -20,6 +20,7 @@ from lineage.modeltests.declarations import (
     TEST_KINDS,
     TestDeclaration,
     declare_test,
+    validate_test_name,
 )
 from lineage.modeltests.outcome import TestOutcome
 from lineage.modeltests.runner import run_model_test
@@ -31,4 +32,5 @@ __all__ = [
     "TestOutcome",
     "declare_test",
     "run_model_test",
+    "validate_test_name",
 ]

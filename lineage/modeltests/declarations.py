@@ -158,10 +158,7 @@ class TestDeclaration(BaseModel):
     @model_validator(mode="after")
     def _validate(self) -> TestDeclaration:
         # ModelTestError is not a ValueError, so pydantic lets it through unchanged.
-        if not _NAME_RE.match(self.name):
-            raise ModelTestError(
-                f"invalid test name {self.name!r}: use letters, digits, '.', '_' and '-'"
-            )
+        validate_test_name(self.name)
         if self.kind not in PARAMS_BY_KIND:
             raise ModelTestError(
                 f"test {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(TEST_KINDS)})"
@@ -185,6 +182,13 @@ class TestDeclaration(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as stored: name, kind and the params as given."""
         return {"name": self.name, "kind": self.kind, "params": dict(self.params)}
+
+
+def validate_test_name(name: str) -> str:
+    """`name` if it is a valid test name, else a one-line `ModelTestError`."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ModelTestError(f"invalid test name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
 
 
 def declare_test(name: str, kind: str, params: dict[str, Any] | None = None) -> TestDeclaration:

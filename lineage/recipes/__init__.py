@@ -21,15 +21,15 @@ from lineage.recipes.registry import (
     load_reference,
     register_recipe,
 )
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "KINDS",
     "DeriveResult",
-    "ProgressCallback",
     "Recipe",
     "RecipeParams",
+    "TrainingProgress",
     "get_recipe",
     "list_recipes",
     "load_reference",

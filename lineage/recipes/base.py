@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lineage.datasets import DataSpec, TextDataset, load_dataset
 from lineage.errors import LineageError, RecipeError
 from lineage.recipes.determinism import deterministic
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DeriveFunction(Protocol):
         params: Any,
         data: TextDataset | None,
         out_dir: Path,
-        progress: ProgressCallback | None = None,
+        progress: TrainingProgress | None = None,
     ) -> DeriveResult | Mapping[str, float] | None: ...
 
 
@@ -131,7 +131,7 @@ class Recipe:
         params: Mapping[str, Any] | BaseModel | None,
         data: DataSpec | None,
         out_dir: Path | str,
-        progress: ProgressCallback | None = None,
+        progress: TrainingProgress | None = None,
     ) -> DeriveResult:
         """Run the recipe on `parents` (HF directories) and write the child to `out_dir`.
 

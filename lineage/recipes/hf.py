@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lineage.errors import RecipeError, WeightsError
+from lineage.formats import PICKLE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 SUPPORTED_ENCODERS = ("bert", "roberta")
 ADAPTER_META = "lineage_adapter.json"
 WEIGHTS_FILE = "model.safetensors"
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 Layout = Literal["model", "adapter", "quantized"]
 
@@ -119,7 +119,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     config = _read_json(path / "config.json")
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        pickled = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickled:
             raise WeightsError(
                 f"{path} holds pickled weights ({', '.join(pickled)}); lineage never "

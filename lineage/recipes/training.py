@@ -21,7 +21,7 @@ from lineage.datasets import Example
 log = logging.getLogger("lineage.recipes.training")
 
 #: `progress(step, total_steps, loss)`, called after every optimizer step.
-ProgressCallback = Callable[[int, int, float], None]
+TrainingProgress = Callable[[int, int, float], None]
 
 
 def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator[list[Example]]:
@@ -58,7 +58,7 @@ def train_steps(
     lr: float,
     weight_decay: float = 0.0,
     warmup_ratio: float = 0.1,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
     after_step: Callable[[], None] | None = None,
     label: str = "train",
 ) -> list[tuple[int, float]]:

@@ -9,15 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lineage.errors import WeightsError
+from lineage.formats import CHECKOUT_MARKER, CONVERT_HINT, PICKLE_SUFFIXES
 
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
 #: directories that are tool state, not part of a model.
 SKIP_DIRS = frozenset({".git", ".cache", "__pycache__"})
-
-CONVERT_HINT = (
-    "convert it to safetensors first, e.g. in Python (only if you trust the file): "
-    "model = AutoModel.from_pretrained(dir); model.save_pretrained(out, safe_serialization=True)"
-)
 
 
 def list_files(src: Path) -> list[tuple[str, Path]]:
@@ -35,6 +30,8 @@ def list_files(src: Path) -> list[tuple[str, Path]]:
         for path in sorted(src.rglob("*")):
             rel = path.relative_to(src)
             if any(part in SKIP_DIRS for part in rel.parts[:-1]) or not path.is_file():
+                continue
+            if rel.as_posix() == CHECKOUT_MARKER:  # lineage's own note, not model data
                 continue
             found.append((rel.as_posix(), path))
     for rel, path in found:

@@ -69,8 +69,10 @@ def checkout_weights(
                     f"{ref} in {root} has manifest {version.manifest_id}, "
                     f"but the MLflow model points at {manifest_id}"
                 )
-            # Through the workspace, so derivable versions are re-materialised.
-            return workspace.checkout(ref, out_dir, force=True)
+            # Through ops, so derivable versions are re-materialised.
+            from lineage.ops.checkout import checkout as checkout_version
+
+            return checkout_version(workspace, ref, out_dir, force=True)
         finally:
             workspace.close()
     from lineage.store import ObjectStore, checkout

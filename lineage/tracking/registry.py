@@ -27,20 +27,16 @@ over REST (always compared as `str`); `search_model_versions` returns no aliases
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from lineage.db import schema as t
 from lineage.tracking.backend import experiment_id, mlflow_session, tag_value
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import LoggedModel
     from mlflow.entities.model_registry import ModelVersion
-    from sqlalchemy import Connection
 
-    from lineage.records import VersionInfo
+    from lineage.records import AliasEvent, VersionInfo
     from lineage.workspace import Workspace
 
 EVENT_TAG_PREFIX = "lineage.alias_event."
@@ -260,67 +256,33 @@ def sync_aliases(workspace: Workspace, model_name: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- alias history
-def alias_event_rows(
-    workspace: Workspace,
-    name: str,
-    *,
-    min_id: int = 0,
-    conn: Connection | None = None,
-) -> list[Any]:
-    """Rows of `alias_events` for a model, with version numbers, oldest first.
-
-    `conn`: read inside a caller's transaction (to see its uncommitted events).
-    """
-    from_version = t.versions.alias("fv")
-    to_version = t.versions.alias("tv")
-    query = (
-        select(
-            t.alias_events,
-            from_version.c.number.label("from_number"),
-            to_version.c.number.label("to_number"),
-        )
-        .join(t.models, t.models.c.id == t.alias_events.c.model_id)
-        .outerjoin(from_version, from_version.c.id == t.alias_events.c.from_version_id)
-        .outerjoin(to_version, to_version.c.id == t.alias_events.c.to_version_id)
-        .where(t.models.c.name == name, t.alias_events.c.id > min_id)
-        .order_by(t.alias_events.c.id)
-    )
-    if conn is not None:
-        return list(conn.execute(query))
-    with workspace.engine.connect() as own:
-        return list(own.execute(query))
-
-
-def event_tag(row: Any) -> tuple[str, str]:
-    """The registered-model tag mirroring one alias event."""
-    at = row.at.isoformat() if hasattr(row.at, "isoformat") else str(row.at)
+def event_tag(event: AliasEvent) -> tuple[str, str]:
+    """The registered-model tag mirroring one recorded alias event."""
     value = json.dumps(
         {
-            "alias": row.alias,
-            "action": row.action,
-            "from": row.from_number,
-            "to": row.to_number,
-            "actor": row.actor,
-            "reason": row.reason,
-            "at": at,
+            "alias": event.alias,
+            "action": event.action,
+            "from": event.from_version,
+            "to": event.to_version,
+            "actor": event.actor,
+            "reason": event.reason,
+            "at": event.at.isoformat(),
         },
         sort_keys=True,
     )
-    return f"{EVENT_TAG_PREFIX}{row.id:08d}", tag_value(value)
+    return f"{EVENT_TAG_PREFIX}{event.id or 0:08d}", tag_value(value)
 
 
-def record_alias_events_in(
-    client: MlflowClient, workspace: Workspace, name: str, rows: list[Any] | None = None
-) -> int:
-    """Mirror alias events as tags (all of the model's when `rows` is None); returns
-    how many tags were written (existing identical ones are skipped)."""
-    rows = alias_event_rows(workspace, name) if rows is None else rows
-    if not rows:
+def record_alias_events_in(client: MlflowClient, workspace: Workspace, name: str) -> int:
+    """Mirror the model's alias events as tags; returns how many tags were written
+    (existing identical ones are skipped)."""
+    events = workspace.graph.alias_history(name)
+    if not events:
         return 0
     existing = client.get_registered_model(name).tags or {}
     written = 0
-    for row in rows:
-        key, value = event_tag(row)
+    for event in events:
+        key, value = event_tag(event)
         if existing.get(key) != value:
             client.set_registered_model_tag(name, key, value)
             written += 1

@@ -274,11 +274,8 @@ def record_derive(
 
 # ---------------------------------------------------------------------- tests
 def latest_test_results(workspace: Workspace, version_id: int) -> list[dict[str, Any]]:
-    """The newest result of each test of a version, from `test_results`, by name."""
-    from lineage.api.testing import latest_results  # imported here: it loads the test kinds
-
-    newest = latest_results(workspace, version_id)
-    return [newest[name] for name in sorted(newest)]
+    """The newest result of each test of a version (the graph's one rule), by name."""
+    return [r.to_dict() for r in workspace.graph.latest_results(version_id).values()]
 
 
 def _outcome_dict(outcome: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lineage.ops.add import add, commit
 from lineage.testing import write_tiny_weights
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +52,7 @@ def build_family(
     returned either way). Every descendant records a toy recipe; a size test
     declared on base is inherited by all of them.
     """
-    from lineage.api.testing import declare_model_test
+    from lineage.ops.tests import declare_model_test
 
     counter = iter(range(1000))
 
@@ -59,44 +60,50 @@ def build_family(
         seed = next(counter)
         return write_tiny_weights(weights_dir / f"w{seed}", seed)
 
-    ws.add("base", source=weights())
-    ws.add("side", source=weights())
-    ws.add(
+    add(ws, "base", source=weights())
+    add(ws, "side", source=weights())
+    add(
+        ws,
         "ft",
         source=weights(),
         parents=["base@1"],
         kind="finetune",
         provenance=provenance("scale", factor=0.5),
     )
-    ws.add(
+    add(
+        ws,
         "ft-q",
         source=weights(),
         parents=["ft@1"],
         kind="quantize",
         provenance=provenance("scale", factor=2.0),
     )
-    ws.add(
+    add(
+        ws,
         "merged",
         source=weights(),
         parents=["ft@1", "side@1"],
         kind="merge",
         provenance=provenance("scale", factor=1.0),
     )
-    ws.add(
+    add(
+        ws,
         "tight",
         source=weights(),
         parents=["ft@1"],
         kind="prune",
         provenance=provenance("scale", factor=1.5),
     )
-    ws.add(
+    add(
+        ws,
         "broken",
         source=weights(),
         parents=["base@1"],
         kind="prune",
         provenance=provenance("explode"),
     )
-    ws.add(
+    add(
+        ws,
         "broken-child",
         source=weights(),
         parents=["broken@1"],
@@ -104,7 +111,8 @@ def build_family(
         provenance=provenance("scale", factor=3.0),
     )
     slow_params = {"flag": str(hang_flag)} if hang_flag else {}
-    ws.add(
+    add(
+        ws,
         "slow",
         source=weights(),
         parents=["base@1"],
@@ -115,7 +123,7 @@ def build_family(
     declare_model_test(ws, "tight", "tiny-budget", "size", {"max_params": 10})
     new_base = weights()
     if commit_base:
-        ws.commit("base", source=new_base, message="new upstream")
+        commit(ws, "base", source=new_base, message="new upstream")
     return new_base
 
 

@@ -16,6 +16,7 @@ from cascade_helpers import HERE, provenance
 from click.testing import Result
 from typer.testing import CliRunner
 
+from lineage.ops.add import add, commit
 from lineage.testing import write_tiny_weights
 from lineage.workspace import Workspace
 
@@ -29,12 +30,13 @@ def two_branches(tmp_path: Path, toy_path: None) -> Workspace:
     Every descendant uses `hang_while` (no flag: it only scales), which records the
     pid of the process it ran in as a metric.
     """
-    from lineage.api.testing import declare_model_test
+    from lineage.ops.tests import declare_model_test
 
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
+    add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     for seed, (name, parent) in enumerate([("a", "base@1"), ("b", "base@1"), ("a-q", "a@1")], 1):
-        ws.add(
+        add(
+            ws,
             name,
             source=write_tiny_weights(tmp_path / f"w{seed}", seed),
             parents=[parent],
@@ -42,7 +44,7 @@ def two_branches(tmp_path: Path, toy_path: None) -> Workspace:
             provenance=provenance("hang_while"),
         )
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
-    ws.commit("base", source=write_tiny_weights(tmp_path / "w9", 9))
+    commit(ws, "base", source=write_tiny_weights(tmp_path / "w9", 9))
     return ws
 
 
@@ -55,8 +57,6 @@ def _cascade(ws: Workspace, *args: str) -> Result:
 def test_cascade_on_a_local_dask_cluster(
     two_branches: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lineage.api.testing import latest_results
-
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # ephemeral server, shared
     # The worker processes import the toy recipes by module name, as any user recipe.
     monkeypatch.setenv(
@@ -82,8 +82,8 @@ def test_cascade_on_a_local_dask_cluster(
         assert [p.ref for p in version.derivation_parents] == [parent]
         assert [p.ref for p in version.parents if p.edge_type == "versioning"] == [f"{model}@1"]
         assert "champion" in version.aliases
-        results = latest_results(ws, version.id)
-        assert list(results) == ["small-enough"] and results["small-enough"]["passed"]
+        results = ws.graph.latest_results(version.id)
+        assert list(results) == ["small-enough"] and results["small-enough"].passed
         pids.add(int(version.extra["metrics"]["pid"]))
     # The recipes ran in the cluster's worker processes, not in this one.
     assert os.getpid() not in pids

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from cascade_helpers import REPO, VENV_BIN, build_family, child_env, version_counts
 
+from lineage.ops.add import add, commit
+from lineage.ops.alias import set_alias
 from lineage.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(240)
@@ -163,11 +165,9 @@ def test_event_triggers_served_cascade(prefect_server: str, tmp_path: Path) -> N
     assert [link.ref for link in ws.resolve("ft-q@2").derivation_parents] == ["ft@2"]
     assert ft2.recipe_id == "toy_recipes:scale"
     # Test results are stored per new version: the inherited test, and tight's own.
-    from lineage.api.testing import latest_results
-
-    assert latest_results(ws, ft2.id)["small-enough"]["passed"]
-    tight = latest_results(ws, ws.resolve("tight@2").id)
-    assert tight["small-enough"]["passed"] and not tight["tiny-budget"]["passed"]
+    assert ws.graph.latest_results(ft2.id)["small-enough"].passed
+    tight = ws.graph.latest_results(ws.resolve("tight@2").id)
+    assert tight["small-enough"].passed and not tight["tiny-budget"].passed
     # Gate: passed (no failing tests) and models promote automatically.
     assert "champion" in ft2.aliases
     events = ws.alias_history("ft", "champion")
@@ -306,8 +306,8 @@ def test_deployments_yaml_deploys(prefect_server: str, tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
     from lineage.testing import write_tiny_weights
 
-    ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
-    ws.commit("base", source=write_tiny_weights(tmp_path / "w1", 1))
+    add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
+    commit(ws, "base", source=write_tiny_weights(tmp_path / "w1", 1))
     emitted = _lineage("emit", "base@2", "--json", env=env, cwd=ws.root)
     assert emitted.returncode == 0, emitted.stderr
     assert json.loads(emitted.stdout)["ref"] == "base@2"
@@ -326,15 +326,15 @@ def test_sweep_reports_regressions(prefect_server: str, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.sweep import sweep_flow
-    from lineage.api.testing import declare_model_test, run_tests
+    from lineage.ops.tests import declare_model_test, run_tests
 
     ws = Workspace.init(tmp_path / "ws")
     from lineage.testing import write_tiny_weights
 
-    ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
+    add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
     assert run_tests(ws, "base@1").passed
-    ws.set_alias("base@1", "champion")
+    set_alias(ws, "base@1", "champion")
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         state = sweep_flow(workspace=str(ws.root), track=False, return_state=True)
         assert state.is_completed()

@@ -10,6 +10,8 @@ import pytest
 from cascade_helpers import provenance
 from typer.testing import CliRunner
 
+from lineage.ops.add import add, commit
+from lineage.ops.promote import set_model_policy
 from lineage.testing import write_tiny_weights
 from lineage.workspace import Workspace
 
@@ -19,27 +21,29 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def small_family(tmp_path: Path, toy_path: None) -> Workspace:
     """base → ft → ft-q (ft-q promotes only by approval), a size test on base, base@2."""
-    from lineage.api.testing import declare_model_test
+    from lineage.ops.tests import declare_model_test
 
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("base", source=write_tiny_weights(tmp_path / "w0", 0))
-    ws.add(
+    add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
+    add(
+        ws,
         "ft",
         source=write_tiny_weights(tmp_path / "w1", 1),
         parents=["base@1"],
         kind="finetune",
         provenance=provenance("scale", factor=0.5),
     )
-    ws.add(
+    add(
+        ws,
         "ft-q",
         source=write_tiny_weights(tmp_path / "w2", 2),
         parents=["ft@1"],
         kind="quantize",
         provenance=provenance("scale", factor=2.0),
     )
-    ws.set_model_policy("ft-q", require_approval=True)
+    set_model_policy(ws, "ft-q", require_approval=True)
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
-    ws.commit("base", source=write_tiny_weights(tmp_path / "w3", 3))
+    commit(ws, "base", source=write_tiny_weights(tmp_path / "w3", 3))
     return ws
 
 

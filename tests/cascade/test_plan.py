@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 
 from lineage.cascade import build_plan, cache_key
+from lineage.cascade.cache import find_done
 from lineage.errors import UsageError
+from lineage.ops.add import add, commit
 from lineage.records import Provenance
+from lineage.render.plan import describe_plan, plan_mermaid
 
 
 def _recipe(name: str) -> Provenance:
@@ -24,40 +27,53 @@ def family(sqlite_workspace, tiny_weights):  # type: ignore[no-untyped-def]
           └─ adapter
     """
     ws = sqlite_workspace
-    ws.add("base", source=tiny_weights(0))
-    ws.add("other", source=tiny_weights(1))
-    ws.commit("other", source=tiny_weights(2))
-    ws.add(
-        "ft", source=tiny_weights(3), parents=["base@1"], kind="finetune", provenance=_recipe("ft")
+    add(ws, "base", source=tiny_weights(0))
+    add(ws, "other", source=tiny_weights(1))
+    commit(ws, "other", source=tiny_weights(2))
+    add(
+        ws,
+        "ft",
+        source=tiny_weights(3),
+        parents=["base@1"],
+        kind="finetune",
+        provenance=_recipe("ft"),
     )
     # A second version of ft, still from base@1: the plan re-derives the newest one.
-    ws.commit("ft", source=tiny_weights(4), provenance=_recipe("ft"))
-    ws.add(
-        "ft-q", source=tiny_weights(5), parents=["ft@1"], kind="quantize", provenance=_recipe("q")
+    commit(ws, "ft", source=tiny_weights(4), provenance=_recipe("ft"))
+    add(
+        ws,
+        "ft-q",
+        source=tiny_weights(5),
+        parents=["ft@1"],
+        kind="quantize",
+        provenance=_recipe("q"),
     )
-    ws.add(
+    add(
+        ws,
         "merged",
         source=tiny_weights(6),
         parents=["ft@2", "other@1"],
         kind="merge",
         provenance=_recipe("merge"),
     )
-    ws.add("frozen", source=tiny_weights(7), parents=["base@1"], kind="other")
-    ws.add(
+    add(ws, "frozen", source=tiny_weights(7), parents=["base@1"], kind="other")
+    add(
+        ws,
         "frozen-child",
         source=tiny_weights(8),
         parents=["frozen@1"],
         kind="prune",
         provenance=_recipe("prune"),
     )
-    ws.add(
+    add(
+        ws,
         "adapter",
         source=tiny_weights(9),
         parents=["base@1"],
         kind="adapter",
         provenance=_recipe("lora"),
     )
-    ws.commit("base", source=tiny_weights(10))
+    commit(ws, "base", source=tiny_weights(10))
     return ws
 
 
@@ -103,12 +119,12 @@ def test_blocked_subtree_is_exactly_the_descendants(family) -> None:  # type: ig
 
 def test_dry_run_text_and_json(family) -> None:  # type: ignore[no-untyped-def]
     plan = build_plan(family, "base@2")
-    text = "\n".join(plan.describe())
+    text = "\n".join(describe_plan(plan))
     assert "4 to re-derive in 2 level(s), 2 skipped" in text
     assert "merged@1 -> merged@next" in text and "ft@next, other@2" in text
     data = plan.to_dict()
     assert data["to_derive"] == 4 and data["levels"][0] == ["adapter", "ft"]
-    assert "flowchart TD" in plan.mermaid({"ft": "failed"})
+    assert "flowchart TD" in plan_mermaid(plan, {"ft": "failed"})
 
 
 def test_replaces_defaults_and_errors(family) -> None:  # type: ignore[no-untyped-def]
@@ -138,25 +154,30 @@ def test_find_done_uses_the_derive_cache(family, tiny_weights) -> None:  # type:
 
     ws = family
     plan = build_plan(ws, "base@2")
-    assert plan.find_done(ws) == {}
+    assert find_done(ws, plan) == {}
     # A previous run derived ft on base@2 (committed, then cached).
     ft = plan.node("ft")
-    made = ws.commit(
-        "ft", source=tiny_weights(20), parents=["base@2"], kind="finetune", provenance=_recipe("ft")
-    )
-    cache.remember(
+    made = commit(
         ws,
+        "ft",
+        source=tiny_weights(20),
+        parents=["base@2"],
+        kind="finetune",
+        provenance=_recipe("ft"),
+    )
+    ws.graph.remember_derivation(
         cache.cache_key("ft", ft.recipe_id, ft.recipe_params, ["base@2"], ft.data_fingerprint),
         made.id,
     )
-    assert plan.find_done(ws) == {"ft": "ft@3"}
-    assert "ft@2 -> ft@3 (done)" in "\n".join(plan.describe())
+    assert find_done(ws, plan) == {"ft": "ft@3"}
+    assert "ft@2 -> ft@3 (done)" in "\n".join(describe_plan(plan))
     # Committed but never cached (killed in between): recognised by its provenance.
-    adapter = ws.commit(
+    adapter = commit(
+        ws,
         "adapter",
         source=tiny_weights(21),
         parents=["base@2"],
         kind="adapter",
         provenance=_recipe("lora"),
     )
-    assert plan.find_done(ws)["adapter"] == adapter.ref
+    assert find_done(ws, plan)["adapter"] == adapter.ref

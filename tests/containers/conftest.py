@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from containers.engine import engine_available
+from lineage.steps.engine import engine_available
 from lineage.testing import require_service
 
 
@@ -28,7 +28,7 @@ def docker_engine() -> Iterator[Any]:
     """A client for a live Docker engine (skip/fail as above when there is none)."""
     ok, reason = engine_available()
     require_service(ok, f"no Docker engine: {reason}")
-    from containers.engine import connect
+    from lineage.steps.engine import connect
 
     client = connect()
     yield client
@@ -63,7 +63,7 @@ def leftovers(docker_engine: Any, run_label: dict[str, str]) -> Callable[[], lis
 @pytest.fixture
 def docker_runner(docker_engine: Any, task_image: Any, run_label: dict[str, str]) -> Any:
     """A docker runner on the fresh task image, tagging its containers with `run_label`."""
-    from tasks.runners.docker import DockerRunner
+    from lineage.steps.runners.docker import DockerRunner
 
     return DockerRunner(task_image.tag, memory="2g", cpus=2, labels=run_label)
 

@@ -24,6 +24,7 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lineage-test-pref
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY", "false")
 
+from lineage.ops.add import add, commit
 from lineage.workspace import Workspace
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -46,19 +47,19 @@ def tiny_family(tmp_path: Path) -> Workspace:
 
     with a size test on base (inherited by both), then base@2 committed.
     """
-    from lineage.api.derive import add_from_recipe
-    from lineage.api.testing import declare_model_test
     from lineage.bundled import make_tiny_model
+    from lineage.ops.derive import add_from_recipe
+    from lineage.ops.tests import declare_model_test
 
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("base", source=make_tiny_model(tmp_path / "base1", num_labels=2, seed=0))
-    ws.add("side", source=make_tiny_model(tmp_path / "side1", num_labels=2, seed=1))
+    add(ws, "base", source=make_tiny_model(tmp_path / "base1", num_labels=2, seed=0))
+    add(ws, "side", source=make_tiny_model(tmp_path / "side1", num_labels=2, seed=1))
     add_from_recipe(ws, "mix", recipe_id="merge", parents=["base@1", "side@1"])
     add_from_recipe(
         ws, "mix-half", recipe_id="quantize", parents=["mix@1"], params={"dtype": "float16"}
     )
     declare_model_test(ws, "base", "small-enough", "size", {"max_bytes": 50_000_000})
-    ws.commit("base", source=make_tiny_model(tmp_path / "base2", num_labels=2, seed=2))
+    commit(ws, "base", source=make_tiny_model(tmp_path / "base2", num_labels=2, seed=2))
     return ws
 
 
@@ -67,7 +68,6 @@ def test_cascade_with_the_docker_runner(
 ) -> None:
     from typer.testing import CliRunner
 
-    from lineage.api.testing import latest_results
     from lineage.cli.main import app
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # Prefect's ephemeral mode
@@ -107,8 +107,8 @@ def test_cascade_with_the_docker_runner(
         assert version.image_digest == task_image.image_id, model
         assert version.image_digest.startswith("sha256:")
         # The inherited test ran on the new version and passed.
-        results = latest_results(ws, version.id)
-        assert results["small-enough"]["passed"], results
+        results = ws.graph.latest_results(version.id)
+        assert results["small-enough"].passed, results
         assert "champion" in version.aliases
     # What the container wrote is what was committed: float16 out of a float32 parent.
     biggest = max((t for _, t in ws.manifest("mix-half@2").tensors()), key=lambda t: t.nbytes)

@@ -15,16 +15,17 @@ from typing import Any
 
 import pytest
 
-from containers.engine import EngineUnavailableError
 from lineage.errors import RunnerError
-from tasks.runners import DockerRunner, ProcessRunner
-from tasks.runners.errors import (
+from lineage.steps.engine import EngineUnavailableError
+from lineage.steps.runners import DockerRunner, ProcessRunner
+from lineage.steps.runners.errors import (
     ImageNotFoundError,
     NetworkAccessError,
     OutOfMemoryError,
     StepFailedError,
     StepTimeoutError,
 )
+from lineage.steps.spec import parse_spec
 
 pytestmark = pytest.mark.docker
 
@@ -41,7 +42,7 @@ def test_probe_inside_container_is_isolated(
     docker_runner: DockerRunner, out_root: Path, host_listener: str, leftovers: Any
 ) -> None:
     result = docker_runner.run_step(
-        {"action": "probe", "out": str(out_root / "probe"), "connect": host_listener},
+        parse_spec({"action": "probe", "out": str(out_root / "probe"), "connect": host_listener}),
         timeout_s=60,
     )
     seen = result.result
@@ -63,7 +64,7 @@ def test_probe_control_with_network_reaches_the_host(
     # The same probe with a network does connect: the isolation test above is not vacuous.
     docker_runner.network = True
     result = docker_runner.run_step(
-        {"action": "probe", "out": str(out_root / "probe"), "connect": host_listener},
+        parse_spec({"action": "probe", "out": str(out_root / "probe"), "connect": host_listener}),
         timeout_s=60,
     )
     assert result.result["network_reachable"] is True, result.result["network_detail"]
@@ -83,8 +84,12 @@ def test_derive_in_container_is_bit_identical_to_process(
         "parents": [str(tiny_parent)],
         "data": str(tiny_data),
     }
-    in_process = ProcessRunner().run_step({**spec, "out": str(out_root / "p")}, timeout_s=300)
-    in_docker = docker_runner.run_step({**spec, "out": str(out_root / "d")}, timeout_s=300)
+    in_process = ProcessRunner().run_step(
+        parse_spec({**spec, "out": str(out_root / "p")}), timeout_s=300
+    )
+    in_docker = docker_runner.run_step(
+        parse_spec({**spec, "out": str(out_root / "d")}), timeout_s=300
+    )
 
     assert in_process.model_dir is not None and in_docker.model_dir is not None
     process_files, docker_files = _files(in_process.model_dir), _files(in_docker.model_dir)
@@ -105,14 +110,16 @@ def test_bad_params_fail_with_the_recipe_error(
 ) -> None:
     with pytest.raises(StepFailedError, match=r"RecipeError: .*steps") as info:
         docker_runner.run_step(
-            {
-                "action": "derive",
-                "recipe": "finetune",
-                "params": {"steps": -1},
-                "parents": [str(tiny_parent)],
-                "data": None,
-                "out": str(out_root / "o"),
-            },
+            parse_spec(
+                {
+                    "action": "derive",
+                    "recipe": "finetune",
+                    "params": {"steps": -1},
+                    "parents": [str(tiny_parent)],
+                    "data": None,
+                    "out": str(out_root / "o"),
+                }
+            ),
             timeout_s=120,
         )
     assert info.value.step_exit_code == 9  # RecipeError.exit_code
@@ -121,7 +128,7 @@ def test_bad_params_fail_with_the_recipe_error(
 def test_missing_image(out_root: Path, run_label: dict[str, str], leftovers: Any) -> None:
     runner = DockerRunner("lineage-task:no-such-tag", labels=run_label)
     with pytest.raises(ImageNotFoundError, match=r"lineage-task:no-such-tag not found.*make image"):
-        runner.run_step({"action": "probe", "out": str(out_root / "o")})
+        runner.run_step(parse_spec({"action": "probe", "out": str(out_root / "o")}))
     assert not leftovers()
 
 
@@ -130,7 +137,7 @@ def test_dead_engine(out_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = DockerRunner()
     started = time.monotonic()
     with pytest.raises(EngineUnavailableError, match=r"not reachable at tcp://127.0.0.1:9"):
-        runner.run_step({"action": "probe", "out": str(out_root / "o")})
+        runner.run_step(parse_spec({"action": "probe", "out": str(out_root / "o")}))
     assert time.monotonic() - started < 15
     assert issubclass(EngineUnavailableError, RunnerError)
 
@@ -139,7 +146,8 @@ def test_memory_limit_exceeded(docker_runner: DockerRunner, out_root: Path, left
     docker_runner.memory = 96 << 20
     with pytest.raises(OutOfMemoryError, match=r"exceeded its memory limit of 96 MiB"):
         docker_runner.run_step(
-            {"action": "probe", "out": str(out_root / "o"), "allocate_mb": 512}, timeout_s=120
+            parse_spec({"action": "probe", "out": str(out_root / "o"), "allocate_mb": 512}),
+            timeout_s=120,
         )
     assert not leftovers()
 
@@ -163,14 +171,16 @@ def test_network_attempt_by_a_recipe(
     docker_runner.network = True
     with pytest.raises(NetworkAccessError, match=r"network connection to example\.com:80"):
         docker_runner.run_step(
-            {
-                "action": "derive",
-                "recipe": "phone_home:derive",
-                "params": {},
-                "parents": [str(tiny_parent)],
-                "code": [str(code)],
-                "out": str(out_root / "o"),
-            },
+            parse_spec(
+                {
+                    "action": "derive",
+                    "recipe": "phone_home:derive",
+                    "params": {},
+                    "parents": [str(tiny_parent)],
+                    "code": [str(code)],
+                    "out": str(out_root / "o"),
+                }
+            ),
             timeout_s=120,
         )
     assert not leftovers()
@@ -181,12 +191,14 @@ def test_network_attempt_without_network(
 ) -> None:
     with pytest.raises(NetworkAccessError, match="network"):
         docker_runner.run_step(
-            {
-                "action": "probe",
-                "out": str(out_root / "o"),
-                "connect": host_listener,
-                "guard": True,
-            },
+            parse_spec(
+                {
+                    "action": "probe",
+                    "out": str(out_root / "o"),
+                    "connect": host_listener,
+                    "guard": True,
+                }
+            ),
             timeout_s=60,
         )
 
@@ -197,7 +209,7 @@ def test_hanging_step_times_out(
     started = time.monotonic()
     with pytest.raises(StepTimeoutError, match=r"timed out after 3 s"):
         docker_runner.run_step(
-            {"action": "probe", "out": str(out_root / "o"), "sleep_s": 600}, timeout_s=3
+            parse_spec({"action": "probe", "out": str(out_root / "o"), "sleep_s": 600}), timeout_s=3
         )
     assert time.monotonic() - started < 30
     assert not leftovers()
@@ -207,7 +219,7 @@ def test_output_folder_must_be_empty(docker_runner: DockerRunner, out_root: Path
     (out_root / "o").mkdir()
     (out_root / "o" / "result.json").write_text("{}")
     with pytest.raises(RunnerError, match="not empty"):
-        docker_runner.run_step({"action": "probe", "out": str(out_root / "o")})
+        docker_runner.run_step(parse_spec({"action": "probe", "out": str(out_root / "o")}))
 
 
 def test_model_tests_run_in_container_like_in_process(
@@ -222,8 +234,12 @@ def test_model_tests_run_in_container_like_in_process(
             {"name": "acc", "kind": "accuracy", "params": {"threshold": 0.0}},
         ],
     }
-    in_docker = docker_runner.run_step({**spec, "out": str(out_root / "d")}, timeout_s=300)
-    in_process = ProcessRunner().run_step({**spec, "out": str(out_root / "p")}, timeout_s=300)
+    in_docker = docker_runner.run_step(
+        parse_spec({**spec, "out": str(out_root / "d")}), timeout_s=300
+    )
+    in_process = ProcessRunner().run_step(
+        parse_spec({**spec, "out": str(out_root / "p")}), timeout_s=300
+    )
     assert in_docker.result["passed"] is True
     assert [t["name"] for t in in_docker.result["tests"]] == ["small", "acc"]
     docker_values = [t["value"] for t in in_docker.result["tests"]]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from lineage.api.derive import add_from_recipe, rederive
-from lineage.api.testing import (
+from lineage.errors import ModelTestError, RecipeError
+from lineage.ops.add import add
+from lineage.ops.derive import add_from_recipe, rederive
+from lineage.ops.tests import (
     bisect,
     declare_model_test,
     describe_tests,
     disable_test,
-    latest_results,
     resolve_tests,
     run_tests,
 )
-from lineage.errors import ModelTestError, RecipeError
 from lineage.workspace import Workspace
 
 ACC = {"threshold": 0.9, "dataset": "sentiment", "max_examples": 60}
@@ -24,7 +24,7 @@ ACC = {"threshold": 0.9, "dataset": "sentiment", "max_examples": 60}
 def family(tmp_path_factory, tiny_sentiment):
     """base (trained) -> pruned (99% sparse: broken) -> pruned-int8."""
     ws = Workspace.init(tmp_path_factory.mktemp("ws"))
-    ws.add("base", source=tiny_sentiment, kind=None)
+    add(ws, "base", source=tiny_sentiment, kind=None)
     add_from_recipe(ws, "pruned", recipe_id="prune", parents=["base"], params={"sparsity": 0.99})
     add_from_recipe(ws, "pruned-int8", recipe_id="quantize", parents=["pruned@latest"])
     declare_model_test(ws, "base", "acc", "accuracy", ACC)
@@ -57,8 +57,8 @@ def test_inheritance_override_and_opt_out(family):
 def test_run_tests_stores_results_and_bisect_finds_the_break(family):
     report = run_tests(family, "base@1")
     assert report.passed and {r.name for r in report.results} == {"acc", "small"}
-    stored = latest_results(family, family.resolve("base@1").id)
-    assert stored["acc"]["passed"] and stored["acc"]["declared_on"] == "base"
+    stored = family.graph.latest_results(family.resolve("base@1").id)
+    assert stored["acc"].passed and stored["acc"].declared_on == "base"
     shown = {t["name"]: t for t in describe_tests(family, "base@1")}
     assert shown["acc"]["latest"]["passed"] is True
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lineage.formats import CHECKOUT_MARKER
+
 
 def write_safetensors(
     path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]], pad: int = 0
@@ -39,7 +41,8 @@ def f32(values: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
 
 
 def same_tree(a: Path, b: Path) -> bool:
-    """Whether two directories hold the same relative files with the same bytes."""
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    """Whether two directories hold the same relative files with the same bytes (a
+    lineage checkout's own marker file aside)."""
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != CHECKOUT_MARKER)
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != CHECKOUT_MARKER)
     return fa == fb and all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)

@@ -129,10 +129,10 @@ def record_results(
     ws: Any, ref: str, passed: bool = True, names: tuple[str, ...] = ("acc",)
 ) -> None:
     """Write test results straight into `test_results` (what `lineage test` stores)."""
-    from lineage.db import schema as t
+    from lineage.graph import schema as t
 
     version = ws.resolve(ref)
-    with ws.engine.begin() as conn:
+    with ws.graph.engine.begin() as conn:
         for name in names:
             conn.execute(
                 t.test_results.insert().values(

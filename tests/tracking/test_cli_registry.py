@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lineage.errors import PromotionError
+from lineage.ops.add import add, commit
 from lineage.workspace import Workspace
 
 from .conftest import record_results
@@ -44,10 +45,10 @@ def invoke(args: list[str], root: Path) -> str:
 
 def test_promote_rollback_sync_from_the_cli(tmp_path: Path, tiny_weights: Any) -> None:
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("base", source=tiny_weights(0))
-    ws.add("ft", source=tiny_weights(1), parents=["base@1"], kind="finetune")
-    ws.commit("base", source=tiny_weights(2))
-    ws.commit("ft", source=tiny_weights(3), parents=["base@2"])
+    add(ws, "base", source=tiny_weights(0))
+    add(ws, "ft", source=tiny_weights(1), parents=["base@1"], kind="finetune")
+    commit(ws, "base", source=tiny_weights(2))
+    commit(ws, "ft", source=tiny_weights(3), parents=["base@2"])
     for ref in ("base@1", "ft@1", "base@2", "ft@2"):
         record_results(ws, ref)
     record_results(ws, "base@2", passed=False, names=("robustness",))

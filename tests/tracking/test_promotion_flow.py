@@ -17,6 +17,8 @@ import pytest
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lineage-test-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from lineage.ops.add import add
+from lineage.ops.promote import set_model_policy
 from lineage.workspace import Workspace
 
 from .conftest import record_results
@@ -54,9 +56,9 @@ def test_gated_promotion_waits_for_approval(
     from flows.promotion import promote_flow
 
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("gated", source=tiny_weights(0))
+    add(ws, "gated", source=tiny_weights(0))
     record_results(ws, "gated@1")
-    ws.set_model_policy("gated", require_approval=True)
+    set_model_policy(ws, "gated", require_approval=True)
 
     outcome: dict[str, Any] = {}
 

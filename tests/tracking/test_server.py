@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from lineage.api.promote import promote, rollback
-from lineage.db import schema as t
 from lineage.errors import TrackingError
+from lineage.graph import schema as t
+from lineage.ops.add import add, commit
+from lineage.ops.alias import set_alias
+from lineage.ops.promote import promote, rollback
 from lineage.testing import free_port
 from lineage.tracking import mlflow_session, record_derive, sync_workspace, tracking_uri
 from lineage.workspace import Workspace
@@ -48,9 +50,9 @@ def test_server_mirror_promote_rollback_and_load(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     ws = _server_workspace(tmp_path / "ws", mlflow_server)
     assert tracking_uri(ws) == mlflow_server
-    ws.add("srv-base", source=tiny_berts["s0"])
-    ws.add("srv-clf", source=tiny_berts["s1"], parents=["srv-base@1"], kind="finetune")
-    ws.commit("srv-clf", source=tiny_berts["s0"])
+    add(ws, "srv-base", source=tiny_berts["s0"])
+    add(ws, "srv-clf", source=tiny_berts["s1"], parents=["srv-base@1"], kind="finetune")
+    commit(ws, "srv-clf", source=tiny_berts["s0"])
     run_id = record_derive(
         ws, ws.resolve("srv-clf@2"), metrics={"accuracy": 0.7}, loss_curve=[(1, 0.9), (2, 0.4)]
     )
@@ -79,8 +81,8 @@ def test_unreachable_server_fails_clearly_and_sync_repairs(
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
     ws = Workspace.init(tmp_path / "ws")
-    ws.add("fault", source=tiny_weights(0))
-    ws.add("fault-ft", source=tiny_weights(1), parents=["fault@1"], kind="finetune")
+    add(ws, "fault", source=tiny_weights(0))
+    add(ws, "fault-ft", source=tiny_weights(1), parents=["fault@1"], kind="finetune")
     for ref in ("fault@1", "fault-ft@1"):
         record_results(ws, ref)
 
@@ -92,7 +94,7 @@ def test_unreachable_server_fails_clearly_and_sync_repairs(
     assert "\n" not in message and "unreachable" in message and dead in message
     # The lineage DB did not get ahead of MLflow.
     assert ws.model("fault").aliases == {}
-    with ws.engine.connect() as conn:
+    with ws.graph.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.alias_events)).scalar() == 0
     with pytest.raises(TrackingError, match="unreachable"):
         record_derive(ws, ws.resolve("fault-ft@1"), metrics={}, loss_curve=[])
@@ -110,7 +112,7 @@ def test_unreachable_server_fails_clearly_and_sync_repairs(
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: MLflow tracking")
 
     # Work recorded in lineage while MLflow was down (aliases set directly)...
-    ws.set_alias("fault-ft@1", "champion", reason="hotfix while MLflow was down")
+    set_alias(ws, "fault-ft@1", "champion", reason="hotfix while MLflow was down")
     # ... is repaired once the server is back, idempotently.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     report = sync_workspace(ws)

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from lineage.api import promote as promote_module
-from lineage.api.promote import promote, rollback
-from lineage.db import schema as t
+import lineage.ops.promote as promote_module
 from lineage.errors import PromotionError
+from lineage.graph import schema as t
+from lineage.ops.add import add, commit
+from lineage.ops.alias import remove_alias, set_alias
+from lineage.ops.promote import promote, rollback, set_model_policy
 from lineage.records import Provenance
 from lineage.tracking import (
     mlflow_session,
@@ -44,7 +46,7 @@ def mlflow_alias_numbers(ws: Any, name: str) -> dict[str, int]:
 
 
 def event_count(ws: Any) -> int:
-    with ws.engine.connect() as conn:
+    with ws.graph.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(t.alias_events)).scalar() or 0)
 
 
@@ -62,8 +64,9 @@ def test_derive_and_test_runs_record_params_metrics_curve_tags_inputs(
     sqlite_workspace: Any, tiny_weights: Any
 ) -> None:
     ws = sqlite_workspace
-    ws.add("base", source=tiny_weights(0))
-    child = ws.add(
+    add(ws, "base", source=tiny_weights(0))
+    child = add(
+        ws,
         "child",
         source=tiny_weights(1),
         parents=["base@1"],
@@ -131,7 +134,7 @@ def test_pointer_model_loads_by_champion_alias_and_predicts(
     import mlflow
 
     ws = sqlite_workspace
-    ws.add("clf", source=tiny_berts["s0"])
+    add(ws, "clf", source=tiny_berts["s0"])
     record_results(ws, "clf@1")
     promote(ws, "clf@1", reason="first")
     assert mlflow_alias_numbers(ws, "clf") == {"champion": 1}
@@ -152,8 +155,8 @@ def test_pointer_models_of_an_encoder_and_its_lora_adapter_predict(
     import mlflow
 
     ws = sqlite_workspace
-    ws.add("enc", source=tiny_family["base"])
-    ws.add("lora", source=tiny_family["adapter"], parents=["enc@1"], kind="adapter")
+    add(ws, "enc", source=tiny_family["base"])
+    add(ws, "lora", source=tiny_family["adapter"], parents=["enc@1"], kind="adapter")
     for ref in ("enc@1", "lora@1"):
         record_results(ws, ref)
         promote(ws, ref)
@@ -173,7 +176,7 @@ def test_pointer_models_of_an_encoder_and_its_lora_adapter_predict(
 
 def test_promotion_is_gated_on_tests(sqlite_workspace: Any, tiny_weights: Any) -> None:
     ws = sqlite_workspace
-    ws.add("m", source=tiny_weights(0))
+    add(ws, "m", source=tiny_weights(0))
     with pytest.raises(PromotionError, match="no test results"):
         promote(ws, "m@1")
     record_results(ws, "m@1", passed=False)
@@ -181,14 +184,14 @@ def test_promotion_is_gated_on_tests(sqlite_workspace: Any, tiny_weights: Any) -
         promote(ws, "m@1")
     # A test declared on the model but never run also blocks it.
     record_results(ws, "m@1", passed=True)
-    from lineage.api.testing import declare_model_test
+    from lineage.ops.tests import declare_model_test
 
     declare_model_test(ws, "m", "size", "size", {"max_bytes": 10_000_000})
     with pytest.raises(PromotionError, match="not run test"):
         promote(ws, "m@1")
     assert ws.model("m").aliases == {} and event_count(ws) == 0
     record_results(ws, "m@1", names=("size",))
-    ws.set_model_policy("m", require_approval=True)
+    set_model_policy(ws, "m", require_approval=True)
     with pytest.raises(PromotionError, match="requires approval"):
         promote(ws, "m@1")
     result = promote(ws, "m@1", approved_by="alice", reason="ok")
@@ -200,11 +203,11 @@ def test_promote_moves_champion_and_previous_and_records_history(
     sqlite_workspace: Any, tiny_weights: Any
 ) -> None:
     ws = sqlite_workspace
-    ws.add("m", source=tiny_weights(0))
-    ws.commit("m", source=tiny_weights(1))
+    add(ws, "m", source=tiny_weights(0))
+    commit(ws, "m", source=tiny_weights(1))
     for ref in ("m@1", "m@2"):
         record_results(ws, ref)
-    ws.set_alias("m@2", "candidate")
+    set_alias(ws, "m@2", "candidate")
     promote(ws, "m@1", actor="ci", reason="first release")
     result = promote(ws, "m@2", actor="bob", reason="better")
     assert (result.from_version, result.to_version) == (1, 2)
@@ -229,17 +232,17 @@ def test_promote_moves_champion_and_previous_and_records_history(
 
 def _family(ws: Any, tiny_weights: Any) -> None:
     """base@1 -> a@1 -> b@1; base@2 -> a@2 -> b@2; c@1 from base@1 only; d unrelated."""
-    ws.add("base", source=tiny_weights(0))
-    ws.add("a", source=tiny_weights(1), parents=["base@1"], kind="finetune")
-    ws.add("b", source=tiny_weights(2), parents=["a@1"], kind="adapter")
-    ws.add("c", source=tiny_weights(3), parents=["base@1"], kind="distill")
-    ws.add("d", source=tiny_weights(4))
+    add(ws, "base", source=tiny_weights(0))
+    add(ws, "a", source=tiny_weights(1), parents=["base@1"], kind="finetune")
+    add(ws, "b", source=tiny_weights(2), parents=["a@1"], kind="adapter")
+    add(ws, "c", source=tiny_weights(3), parents=["base@1"], kind="distill")
+    add(ws, "d", source=tiny_weights(4))
     for ref in ("base@1", "a@1", "b@1", "c@1", "d@1"):
         record_results(ws, ref)
         promote(ws, ref)
-    ws.commit("base", source=tiny_weights(5))
-    ws.commit("a", source=tiny_weights(6), parents=["base@2"])
-    ws.commit("b", source=tiny_weights(7), parents=["a@2"])
+    commit(ws, "base", source=tiny_weights(5))
+    commit(ws, "a", source=tiny_weights(6), parents=["base@2"])
+    commit(ws, "b", source=tiny_weights(7), parents=["a@2"])
     for ref in ("base@2", "a@2", "b@2"):
         record_results(ws, ref)
         promote(ws, ref, reason="cascade")
@@ -275,11 +278,11 @@ def test_rollback_cascade_moves_exactly_the_right_aliases(
 
 def test_rollback_refusals(sqlite_workspace: Any, tiny_weights: Any) -> None:
     ws = sqlite_workspace
-    ws.add("m", source=tiny_weights(0))
+    add(ws, "m", source=tiny_weights(0))
     with pytest.raises(PromotionError, match="no champion"):
         rollback(ws, "m")
-    ws.commit("m", source=tiny_weights(1))
-    ws.commit("m", source=tiny_weights(2))
+    commit(ws, "m", source=tiny_weights(1))
+    commit(ws, "m", source=tiny_weights(2))
     record_results(ws, "m@3")
     promote(ws, "m@3")
     with pytest.raises(PromotionError, match="no previous champion"):
@@ -323,8 +326,9 @@ def test_failure_in_the_middle_leaves_nothing_half_done(
 
 def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weights: Any) -> None:
     ws = sqlite_workspace
-    ws.add("base", source=tiny_weights(0))
-    ws.add(
+    add(ws, "base", source=tiny_weights(0))
+    add(
+        ws,
         "ft",
         source=tiny_weights(1),
         parents=["base@1"],
@@ -336,8 +340,8 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
     )
     record_results(ws, "ft@1")
     # Aliases set in the lineage DB only (as if MLflow had been down).
-    ws.set_alias("ft@1", "champion")
-    ws.set_alias("base@1", "candidate")
+    set_alias(ws, "ft@1", "champion")
+    set_alias(ws, "base@1", "candidate")
     report = sync_workspace(ws)
     assert report.changed
     assert set(report.derive_runs) == {"ft@1"} and set(report.test_runs) == {"ft@1"}
@@ -353,7 +357,7 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
     assert mlflow_alias_numbers(ws, "base") == {"candidate": 1}
     assert not sync_workspace(ws).changed
     # An alias removed in lineage disappears from MLflow too.
-    ws.remove_alias("base", "candidate")
+    remove_alias(ws, "base", "candidate")
     assert sync_aliases(ws, "base") == {}
     assert mlflow_alias_numbers(ws, "base") == {}
     assert register_version(ws, ws.resolve("base@1")) == "1"

@@ -35,7 +35,7 @@ from lineage.recipes.hf import (
     save_model,
 )
 from lineage.recipes.training import (
-    ProgressCallback,
+    TrainingProgress,
     batches,
     classifier_metrics,
     embed,
@@ -95,7 +95,7 @@ def run_distill(
     params: DistillParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Distil the teacher into a student with fewer layers."""
     data = require_data(data, "distill")

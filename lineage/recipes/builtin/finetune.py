@@ -27,7 +27,7 @@ from lineage.recipes.builtin.common import (
     validation_metrics,
 )
 from lineage.recipes.hf import load_classifier, load_tokenizer, require_encoder, save_model
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 HEAD_LR = 1e-3
 
@@ -50,7 +50,7 @@ def run_finetune(
     params: FinetuneParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Fine-tune the single parent on `data`'s train split; report validation metrics."""
     data = require_data(data, "finetune")

@@ -35,7 +35,7 @@ from lineage.recipes.hf import (
     save_model,
     write_json,
 )
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 
 class LoraParams(TrainParams):
@@ -52,7 +52,7 @@ def run_lora(
     params: LoraParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Train LoRA matrices (and a classifier head) on the frozen parent."""
     from peft import LoraConfig, TaskType, get_peft_model

@@ -26,7 +26,7 @@ from lineage.errors import RecipeError, WeightsError
 from lineage.recipes.base import DeriveResult, Recipe, RecipeParams
 from lineage.recipes.builtin.quantize import _copy_side_files
 from lineage.recipes.hf import WEIGHTS_FILE, inspect_model, write_json
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 
 class MergeParams(RecipeParams):
@@ -47,7 +47,7 @@ def run_merge(
     params: MergeParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Average the parents' tensors with normalised weights."""
     weights = params.weights or [1.0] * len(parents)

@@ -35,7 +35,7 @@ from lineage.recipes.hf import (
     require_encoder,
     save_model,
 )
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 MASK_FILE = "prune_mask.safetensors"
 
@@ -101,7 +101,7 @@ def run_prune(
     params: PruneParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Zero the smallest weights; optionally recover accuracy with masked fine-tuning."""
     parent = parents[0]

@@ -25,7 +25,7 @@ from lineage.errors import RecipeError, WeightsError
 from lineage.recipes.base import DeriveResult, Recipe, RecipeParams
 from lineage.recipes.hf import WEIGHTS_FILE, inspect_model, write_json
 from lineage.recipes.int8 import CONFIG_KEY, FORMAT, FORMAT_VERSION, quantize_tensors
-from lineage.recipes.training import ProgressCallback
+from lineage.recipes.training import TrainingProgress
 
 _CASTS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -51,7 +51,7 @@ def run_quantize(
     params: QuantizeParams,
     data: TextDataset | None,
     out_dir: Path,
-    progress: ProgressCallback | None = None,
+    progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Write the parent's weights in a smaller number format."""
     parent = parents[0]

@@ -1,0 +1,200 @@
+"""One cascade node's work, without Prefect: derive (or find it done), test, gate.
+
+Each function is idempotent, so a resumed cascade can call them again on a node a
+crashed run had finished: `derive_node` finds the committed version in the derive
+cache, `gate_node` (the promotion rule of `lineage.ops.promote.gate`) leaves aliases
+that already point at the version alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lineage.cascade import cache
+from lineage.cascade.plan import PlanNode
+from lineage.errors import (
+    CycleError,
+    DataError,
+    LineageError,
+    ModelTestError,
+    NotFoundError,
+    PromotionError,
+    RecipeError,
+    UsageError,
+    WeightsError,
+)
+from lineage.ops.promote import GateOutcome, gate
+
+if TYPE_CHECKING:
+    from lineage.steps.runners import Runner
+    from lineage.workspace import Workspace
+
+CASCADE_ACTOR = "lineage-cascade"
+
+# Failures that a retry cannot fix: the request itself is wrong.
+_PERMANENT = (
+    RecipeError,
+    DataError,
+    UsageError,
+    NotFoundError,
+    WeightsError,
+    ModelTestError,
+    CycleError,
+    PromotionError,
+)
+# Step exit codes (the error classes' and lineage.steps.spec.StepExit) that mean "the
+# step's input is wrong", not "bad luck".
+_PERMANENT_STEP_EXITS = set(range(1, 20)) | {64, 65}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the step might succeed (a busy DB, a killed container...)."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    exit_code = getattr(exc, "step_exit_code", None) or getattr(exc, "returncode", None)
+    if isinstance(exit_code, int) and exit_code in _PERMANENT_STEP_EXITS:
+        return False
+    return not isinstance(exc, TypeError | ValueError | KeyError | AttributeError)
+
+
+@dataclass
+class DeriveOutcome:
+    """What deriving one node gave: the new version, and whether it was already done."""
+
+    model: str
+    old_ref: str
+    new_ref: str
+    version_id: int
+    parents: list[str]
+    cached: bool
+    already_gated: bool
+    cache_key: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NodeTests:
+    """The node's own and inherited tests on its new version."""
+
+    ref: str
+    passed: bool
+    total: int
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: bool = False  # the node was gated by an earlier run: tests not re-run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def derive_node(
+    workspace: Workspace,
+    node: PlanNode,
+    parent_refs: Sequence[str],
+    *,
+    runner: Runner | str | None = None,
+    message: str = "",
+) -> DeriveOutcome:
+    """Re-derive `node` on `parent_refs` and commit it, unless that was already done.
+
+    The commit (by `lineage.ops.derive.rederive`) records the node's next version
+    with derivation edges to `parent_refs` and a versioning edge from the old one.
+    """
+    from lineage.ops.derive import rederive
+
+    started = time.perf_counter()
+    key = cache.node_key(node, parent_refs)
+    found = cache.find_derived(workspace, node, parent_refs)
+    cached = found is not None
+    if found is None:
+        found = rederive(
+            workspace,
+            node.old_ref,
+            list(parent_refs),
+            runner=runner,
+            message=message or f"cascade: re-derived on {', '.join(parent_refs)}",
+        )
+        workspace.graph.remember_derivation(key, found.id)
+    return DeriveOutcome(
+        model=node.model,
+        old_ref=node.old_ref,
+        new_ref=found.ref,
+        version_id=found.id,
+        parents=list(parent_refs),
+        cached=cached,
+        already_gated=cached and bool({"candidate", "champion"} & set(found.aliases)),
+        cache_key=key,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def test_node(workspace: Workspace, ref: str) -> NodeTests:
+    """Run the version's own and inherited tests (results are stored by `run_tests`)."""
+    from lineage.ops.tests import run_tests
+
+    started = time.perf_counter()
+    report = run_tests(workspace, ref)
+    return NodeTests(
+        ref=ref,
+        passed=report.passed,
+        total=len(report.results),
+        failed=report.failed,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def gate_node(
+    workspace: Workspace,
+    ref: str,
+    passed: bool,
+    *,
+    reason: str,
+    actor: str = CASCADE_ACTOR,
+    track: bool = True,
+) -> GateOutcome:
+    """Gate `ref` by the promotion rule (`lineage.ops.promote.gate`)."""
+    return gate(workspace, ref, passed, reason=reason, actor=actor, track=track)
+
+
+def track_derive(
+    workspace: Workspace, ref: str, *, cascade_id: str, flow_run_id: str | None
+) -> str:
+    """Record the derive step in MLflow; returns "" or a one-line warning.
+
+    The lineage DB is the source of truth and `lineage sync mlflow` repairs MLflow,
+    so an unreachable MLflow is reported, not fatal to the node.
+    """
+    from lineage.tracking import record_derive
+
+    version = workspace.resolve(ref)
+    try:
+        record_derive(
+            workspace,
+            version,
+            cascade_id=cascade_id,
+            flow_run_id=flow_run_id,
+            image_digest=version.image_digest,
+            metrics=(version.extra or {}).get("metrics") or None,
+        )
+    except LineageError as exc:
+        return f"MLflow: {exc}"
+    return ""
+
+
+def track_tests(workspace: Workspace, ref: str, *, cascade_id: str, flow_run_id: str | None) -> str:
+    """Record the test step in MLflow; returns "" or a one-line warning."""
+    from lineage.tracking import record_tests
+
+    try:
+        record_tests(
+            workspace, workspace.resolve(ref), cascade_id=cascade_id, flow_run_id=flow_run_id
+        )
+    except LineageError as exc:
+        return f"MLflow: {exc}"
+    return ""

@@ -1,0 +1,43 @@
+"""`lineage derive`: re-run a version's recipe on new parents."""
+
+from __future__ import annotations
+
+import typer
+
+from lineage.cli.output import JsonOption, print_json, say, training_progress, workspace_from
+
+
+def derive(
+    ctx: typer.Context,
+    ref: str = typer.Argument(
+        ..., metavar="REF", help="Recipe-made version to re-derive, e.g. sentiment@2."
+    ),
+    on: list[str] = typer.Option(
+        [], "--on", metavar="REF", help="New parent reference (repeatable)."
+    ),
+    runner: str = typer.Option(
+        "inline",
+        "--runner",
+        metavar="RUNNER",
+        help="Where the recipe runs: inline (this process), process or docker.",
+    ),
+    message: str = typer.Option("", "--message", "-m", metavar="MSG"),
+    json_out: bool = JsonOption,
+) -> None:
+    """Re-run REF's recipe on new parents; the result is the next version of REF's model."""
+    from lineage.ops.derive import rederive
+    from lineage.steps.runners import check_runner_name
+
+    check_runner_name(runner)
+    with training_progress(f"re-deriving {ref}", enabled=not json_out) as progress:
+        version = rederive(
+            workspace_from(ctx), ref, on, runner=runner, message=message, progress=progress
+        )
+    if json_out:
+        print_json(version.to_dict())
+    else:
+        say(f"Derived {version.ref} from {', '.join(p.ref for p in version.derivation_parents)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(derive)

@@ -1,0 +1,47 @@
+"""`lineage graph`: the family tree as text, Mermaid, DOT, HTML or JSON."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from lineage.cli.output import JsonOption, say, workspace_from
+from lineage.errors import UsageError
+
+GRAPH_FORMATS = ("text", "mermaid", "dot", "html", "json")
+
+
+def graph(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(None, metavar="[MODEL]...", help="Only these families."),
+    fmt: str = typer.Option(
+        "text", "--format", "-f", metavar="FORMAT", help=f"One of {'|'.join(GRAPH_FORMATS)}."
+    ),
+    output: Path = typer.Option(None, "--output", "-o", metavar="FILE", help="Write to a file."),
+    all_versions: bool = typer.Option(
+        False, "--all-versions", "-a", help="Every version and the next-version edges."
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """The family tree: each model's latest version, what it was derived from, aliases."""
+    from lineage.render import RENDERERS
+    from lineage.render.view import graph_view
+
+    if json_out:
+        fmt = "json"
+    if fmt not in GRAPH_FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
+    view = graph_view(workspace_from(ctx), names or None, all_versions=all_versions)
+    rendered = RENDERERS[fmt](view)
+    if output is not None:
+        output.write_text(rendered + "\n")
+        if not json_out:
+            say(f"Wrote {fmt} graph to {output}")
+    else:
+        sys.stdout.write(rendered + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(graph)

@@ -1,1 +1,0 @@
-"""The lineage graph database: schema, engine and migrations."""

@@ -1,0 +1,19 @@
+"""Alembic environment: the engine is handed in by lineage.graph.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from lineage.graph.schema import metadata
+
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,48 @@
+"""Free-form aliases (`staging`, `canary`…): point one at a version, or remove it.
+
+Every move is recorded in the model's alias history (who, when, why, from → to).
+
+>>> alias = set_alias(ws, "ft@1", "staging", reason="load test")
+>>> (alias.alias, alias.to_version)
+('staging', 1)
+>>> remove_alias(ws, "ft", "staging").to_version is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lineage.errors import VersionNotFoundError
+from lineage.provenance import default_author
+from lineage.records import AliasEvent
+
+if TYPE_CHECKING:
+    from lineage.workspace import Workspace
+
+
+def set_alias(
+    workspace: Workspace,
+    ref: str,
+    alias: str,
+    *,
+    action: str = "set",
+    actor: str | None = None,
+    reason: str = "",
+) -> AliasEvent:
+    """Point `alias` of ref's model at ref's version; the change is recorded."""
+    return workspace.graph.set_alias(
+        ref, alias, action=action, actor=actor or default_author(), reason=reason
+    )
+
+
+def remove_alias(
+    workspace: Workspace, name: str, alias: str, *, actor: str | None = None, reason: str = ""
+) -> AliasEvent:
+    """Remove `alias` from model `name`; the change is recorded."""
+    event = workspace.graph.remove_alias(
+        name, alias, action="remove", actor=actor or default_author(), reason=reason
+    )
+    if event is None:
+        raise VersionNotFoundError(f"model {name!r} has no alias {alias!r}")
+    return event

@@ -1,0 +1,300 @@
+"""Making versions with recipes: `add_from_recipe` (a new model) and `rederive` (the
+next version of a recipe-made model, on new parents — what the cascade runs).
+
+Parents are checked out of the store into a temporary folder, the recipe runs on them
+as a step (in this process by default, or through the process or docker runner), and
+the output is committed with its provenance: recipe id and validated params, pinned
+parent refs, the data set spec and fingerprint, the code version. Bad input (recipe,
+params, data set) is refused before any checkout; if anything fails, nothing is stored.
+
+>>> v = add_from_recipe(ws, "ft-q", recipe_id="quantize", parents=["ft@1"],
+...                     params={"dtype": "float16"})
+>>> v.ref, v.recipe_id, v.kind
+('ft-q@1', 'quantize', 'quantize')
+>>> rederive(ws, "ft-q@1", ["ft@1"]).ref
+'ft-q@2'
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lineage.errors import RecipeError
+from lineage.provenance import recipe_provenance
+from lineage.records import Provenance, VersionInfo
+from lineage.refs import validate_name
+
+if TYPE_CHECKING:
+    from lineage.recipes import TrainingProgress
+    from lineage.steps.runners import Runner
+    from lineage.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeRun:
+    """What running a recipe produced, wherever it ran."""
+
+    model_dir: Path
+    recipe_id: str
+    recipe_version: str
+    kind: str
+    params: dict[str, Any]
+    parent_dirs: list[Path] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    layout: str = "model"
+    data_fingerprint: str | None = None
+    image_digest: str | None = None
+    seconds: float = 0.0
+
+    def provenance(self, data: str | None) -> Provenance:
+        """The provenance a version made by this run records."""
+        return recipe_provenance(
+            recipe_id=self.recipe_id,
+            recipe_version=self.recipe_version,
+            params=self.params,
+            data=data,
+            data_fingerprint=self.data_fingerprint,
+            image_digest=self.image_digest,
+            metrics=self.metrics,
+            loss_curve=self.loss_curve,
+            layout=self.layout,
+            seconds=self.seconds,
+        )
+
+
+def as_runner(runner: Runner | str | None, progress: TrainingProgress | None = None) -> Runner:
+    """A runner from a runner, its name, or None (this process, with `progress`)."""
+    from lineage.steps.runners import InlineRunner, Runner, get_runner
+
+    if isinstance(runner, Runner):
+        return runner
+    if runner is None or runner == "inline":
+        return InlineRunner(progress)
+    return get_runner(runner)
+
+
+def run_recipe(
+    workspace: Workspace,
+    recipe_id: str,
+    parent_refs: Sequence[str],
+    params: dict[str, Any] | None,
+    data: str | None,
+    work_dir: Path,
+    *,
+    runner: Runner | str | None = None,
+    progress: TrainingProgress | None = None,
+) -> RecipeRun:
+    """Check the parents out under `work_dir` and run the recipe on them as a step.
+
+    Validation (recipe id, params, data set, runner) happens before any checkout, so
+    bad input costs nothing.
+    """
+    from lineage.datasets import load_dataset
+    from lineage.ops.checkout import checkout
+    from lineage.recipes import get_recipe
+    from lineage.steps.spec import DeriveSpec
+
+    recipe = get_recipe(recipe_id)
+    typed = recipe.validate_params(params or {})
+    if data is not None:
+        load_dataset(data)  # DataError now, not after the checkout
+    step_runner = as_runner(runner, progress)
+    parent_dirs = [
+        checkout(workspace, ref, work_dir / f"parent-{i}") for i, ref in enumerate(parent_refs)
+    ]
+    spec = DeriveSpec(
+        recipe=recipe.id,
+        params=typed.model_dump(mode="json"),
+        parents=tuple(str(p) for p in parent_dirs),
+        data=data,
+        out=str(work_dir / "step"),
+    )
+    step = step_runner.run_step(spec)
+    if step.model_dir is None:
+        raise RecipeError(f"recipe {recipe.id!r}: the {step.runner} step wrote no model")
+    return RecipeRun(
+        model_dir=step.model_dir,
+        parent_dirs=parent_dirs,
+        recipe_id=recipe.id,
+        recipe_version=str(step.result.get("recipe_version", recipe.version)),
+        kind=str(step.result.get("kind", recipe.kind)),
+        params=dict(step.result.get("params") or spec.params),
+        metrics=step.metrics,
+        loss_curve=step.loss_curve,
+        layout=str(step.result.get("layout", "model")),
+        data_fingerprint=step.result.get("data_fingerprint"),
+        image_digest=step.image_digest,
+        seconds=float(step.result.get("seconds") or step.seconds),
+    )
+
+
+# Recipes whose output is a cheap, deterministic function of the parents' bytes. Their
+# versions are stored as "recipe + content hashes" and re-made on checkout; the store
+# verifies the re-made files against the hashes and keeps the bytes when they differ.
+DERIVABLE_KINDS = frozenset({"quantize", "merge"})
+
+
+def derivable_kwargs(
+    workspace: Workspace, recipe: Any, run: RecipeRun, pinned: Sequence[str], data: str | None
+) -> dict[str, Any]:
+    """`rematerialize`/`derivation_spec` for `ops.add.add/commit` when `run` can be
+    re-made from its parents alone; {} otherwise (training, data, containers)."""
+    if (
+        recipe.kind not in DERIVABLE_KINDS
+        or not recipe.deterministic
+        or data is not None
+        or run.layout != "model"
+        or run.image_digest
+        or not run.parent_dirs
+    ):
+        return {}
+    spec = {
+        "recipe": recipe.id,
+        "recipe_version": recipe.version,
+        "params": run.params,
+        "parents": [workspace.resolve(ref).manifest_id for ref in pinned],
+    }
+
+    def rematerialize(out_dir: Path) -> None:
+        _derive_quietly(spec, run.parent_dirs, out_dir)
+
+    return {"rematerialize": rematerialize, "derivation_spec": spec}
+
+
+def _derive_quietly(spec: dict[str, Any], parent_dirs: Sequence[Path], out_dir: Path) -> None:
+    from lineage.recipes import get_recipe
+
+    recipe = get_recipe(spec["recipe"])
+    params = recipe.validate_params(spec["params"])
+    target = out_dir / "model" if out_dir.exists() and any(out_dir.iterdir()) else out_dir
+    recipe.derive(list(parent_dirs), params, None, target)
+    if target != out_dir:
+        for item in target.iterdir():
+            item.rename(out_dir / item.name)
+        target.rmdir()
+
+
+def materialize(workspace: Workspace, spec: dict[str, Any], out_dir: Path) -> None:
+    """Re-make a derivable version into `out_dir`: check out its parents (by manifest
+    id, themselves possibly derivable) and run the recorded recipe on them."""
+    from lineage.ops.checkout import write_manifest
+
+    with tempfile.TemporaryDirectory(prefix="lineage-materialize-") as tmp:
+        parent_dirs = []
+        for index, manifest_id in enumerate(spec.get("parents", [])):
+            parent_dir = Path(tmp) / f"parent-{index}"
+            write_manifest(workspace, workspace.store.get_manifest(manifest_id), parent_dir)
+            parent_dirs.append(parent_dir)
+        _derive_quietly(spec, parent_dirs, out_dir)
+
+
+def _pinned(workspace: Workspace, refs: Sequence[str]) -> list[str]:
+    # `base@champion` moves; provenance must say which version was used.
+    return [workspace.resolve(ref).ref for ref in refs]
+
+
+def add_from_recipe(
+    workspace: Workspace,
+    name: str,
+    *,
+    recipe_id: str,
+    parents: Sequence[str],
+    params: dict[str, Any] | None = None,
+    data: str | None = None,
+    message: str = "",
+    runner: Runner | str | None = None,
+    progress: TrainingProgress | None = None,
+    tags: Sequence[str] = (),
+) -> VersionInfo:
+    """Make a new model `name@1` by running a recipe on `parents`."""
+    from lineage.ops.add import add
+    from lineage.recipes import get_recipe
+
+    validate_name(name)
+    if workspace.graph.model_exists(name):
+        from lineage.errors import ModelExistsError
+
+        raise ModelExistsError(f"model {name!r} already exists (use `lineage derive`)")
+    if not parents:
+        raise RecipeError(f"recipe {recipe_id!r} needs at least one --parent")
+    recipe = get_recipe(recipe_id)
+    pinned = _pinned(workspace, parents)
+    with tempfile.TemporaryDirectory(prefix="lineage-derive-") as tmp:
+        run = run_recipe(
+            workspace, recipe_id, pinned, params, data, Path(tmp), runner=runner, progress=progress
+        )
+        return add(
+            workspace,
+            name,
+            source=run.model_dir,
+            parents=pinned,
+            kind=run.kind,
+            message=message or f"{recipe.id} on {', '.join(pinned)}",
+            provenance=run.provenance(data),
+            tags=tags,
+            **derivable_kwargs(workspace, recipe, run, pinned, data),
+        )
+
+
+def rederive(
+    workspace: Workspace,
+    ref: str,
+    parents: Sequence[str],
+    *,
+    runner: Runner | str | None = None,
+    message: str = "",
+    progress: TrainingProgress | None = None,
+) -> VersionInfo:
+    """Re-run `ref`'s recipe (same params and data spec) on `parents`; commit the
+    result as the next version of `ref`'s model."""
+    from lineage.ops.add import commit
+    from lineage.recipes import get_recipe
+
+    old = workspace.resolve(ref)
+    if not old.recipe_id:
+        raise RecipeError(
+            f"{old.ref} was not made by a recipe (added from files), so it cannot be re-derived"
+        )
+    recipe = get_recipe(old.recipe_id)
+    if not parents:
+        parents = [link.ref for link in old.derivation_parents]
+    pinned = _pinned(workspace, parents)
+    data = (old.extra or {}).get("data")
+    with tempfile.TemporaryDirectory(prefix="lineage-derive-") as tmp:
+        run = run_recipe(
+            workspace,
+            recipe.id,
+            pinned,
+            old.recipe_params,
+            data,
+            Path(tmp),
+            runner=runner,
+            progress=progress,
+        )
+        if old.data_fingerprint and run.data_fingerprint != old.data_fingerprint:
+            log.warning(
+                "%s: data set %s changed since %s (fingerprint %s -> %s)",
+                old.model,
+                data,
+                old.ref,
+                old.data_fingerprint[:12],
+                (run.data_fingerprint or "")[:12],
+            )
+        return commit(
+            workspace,
+            old.model,
+            source=run.model_dir,
+            parents=pinned,
+            kind=old.kind or run.kind,
+            message=message or f"re-derived {old.ref} with {recipe.id} on {', '.join(pinned)}",
+            provenance=run.provenance(data),
+            **derivable_kwargs(workspace, recipe, run, pinned, data),
+        )

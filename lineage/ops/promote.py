@@ -1,0 +1,509 @@
+"""Gated promotion and lineage-aware rollback: the `promote` and `rollback` verbs.
+
+Promotion moves `champion` to a version only when every test of that version
+passed (newest result per test in `test_results`, and every test declared on the
+model or inherited from its ancestors has a result); the old champion becomes
+`previous`, and a `candidate` alias on the promoted version is consumed. Models with
+`require_approval` are promoted only with an approver's name (the promotion flow
+pauses for it in the Prefect UI).
+
+Rollback moves `champion` back — to the previous champion by default, or to
+`--to VERSION` — and, with `cascade=True`, also rolls back every descendant model
+whose champion was derived (directly or not) from the rolled-back version, to its
+most recent earlier champion that was not. Targets must exist and have passed their
+tests. `previous` is restored to what it was when the target was last champion.
+
+Atomicity, in the lineage DB and MLflow alike: every version that will carry an
+alias is registered in MLflow first (idempotent, nothing moves yet); then one DB
+transaction writes the aliases and the `alias_events` rows (who, when, why,
+from → to) and, before it commits, the MLflow aliases and alias-history tags are
+moved. If anything fails, the transaction rolls back and the MLflow aliases are put
+back as they were (compensation). Should compensation itself fail (MLflow died
+mid-way), the error says so and `lineage sync mlflow` repairs MLflow from the DB.
+
+`gate` is the rule the cascade applies to a re-derived version: a pass makes it
+`candidate`, and `champion` (through `promote`) when its model promotes automatically.
+Every alias move of promote, rollback and the gate goes through `_execute` here.
+
+>>> promote(ws, "sentiment@3", reason="beats v2 on accuracy")   # doctest: +SKIP
+>>> rollback(ws, "base", cascade=True, reason="bad tokenizer")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lineage.errors import PromotionError, TrackingError, VersionNotFoundError
+from lineage.provenance import default_author
+from lineage.records import AliasEvent, ModelInfo, VersionInfo
+
+if TYPE_CHECKING:
+    from lineage.graph.repo import GraphRepo
+    from lineage.workspace import Workspace
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+CANDIDATE = "candidate"
+
+# Test seam: called after each model's MLflow aliases moved, inside the DB
+# transaction. Tests point it at something that fails, to prove nothing is left
+# half-promoted; it is None in normal use.
+_after_mlflow_move: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One planned alias change: point `alias` of `model` at `to_version` (None: remove)."""
+
+    model: str
+    alias: str
+    to_version: int | None
+    action: str
+    reason: str
+
+
+@dataclass
+class PromotionResult:
+    """What a promotion or rollback did: the alias events, per model."""
+
+    action: str  # promote | rollback
+    model: str
+    from_version: int | None
+    to_version: int
+    events: list[AliasEvent] = field(default_factory=list)
+    cascaded: dict[str, tuple[int, int]] = field(default_factory=dict)  # model -> (from, to)
+    mlflow_aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "model": self.model,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "changed": self.changed,
+            "events": [event.to_dict() for event in self.events],
+            "cascaded": {
+                name: {"from_version": old, "to_version": new}
+                for name, (old, new) in self.cascaded.items()
+            },
+            "mlflow_aliases": self.mlflow_aliases,
+        }
+
+
+# ---------------------------------------------------------------------- the test gate
+def declared_test_names(workspace: Workspace, version: VersionInfo) -> set[str]:
+    """Tests that apply to `version` (declared on its model or inherited, as
+    `lineage test` resolves them)."""
+    from lineage.ops.tests import resolve_tests
+
+    return {resolved.declaration.name for resolved in resolve_tests(workspace, version.ref)}
+
+
+def check_tests_passed(workspace: Workspace, version: VersionInfo, *, what: str) -> None:
+    """Refuse (`PromotionError`) unless every test of `version` has a passing newest result.
+
+    `what` starts the message: "cannot promote sentiment@3", "cannot roll back to ...".
+    """
+    results = workspace.graph.latest_results(version.id)
+    if not results:
+        raise PromotionError(
+            f"{what}: {version.ref} has no test results (run `lineage test {version.ref}` first)"
+        )
+    failed = sorted(name for name, result in results.items() if not result.passed)
+    if failed:
+        raise PromotionError(
+            f"{what}: {version.ref} failed {len(failed)} test(s): {', '.join(failed)}"
+        )
+    missing = sorted(declared_test_names(workspace, version) - set(results))
+    if missing:
+        raise PromotionError(
+            f"{what}: {version.ref} has not run test(s) {', '.join(missing)} "
+            f"(run `lineage test {version.ref}`)"
+        )
+
+
+# ---------------------------------------------------------------------- policy
+def set_model_policy(
+    workspace: Workspace,
+    name: str,
+    *,
+    auto_promote: bool | None = None,
+    require_approval: bool | None = None,
+    description: str | None = None,
+) -> ModelInfo:
+    """Change how a model is promoted (automatically on a passing cascade, or gated by
+    a human) and its description."""
+    values: dict[str, Any] = {}
+    if auto_promote is not None:
+        values["auto_promote"] = auto_promote
+    if require_approval is not None:
+        values["require_approval"] = require_approval
+    if description is not None:
+        values["description"] = description
+    workspace.graph.set_model_policy(name, values)
+    return workspace.model(name)
+
+
+# ---------------------------------------------------------------------- promote
+def promote(
+    workspace: Workspace,
+    ref: str,
+    *,
+    actor: str | None = None,
+    reason: str = "",
+    approved_by: str | None = None,
+    track: bool = True,
+) -> PromotionResult:
+    """Make `ref` the champion of its model if all its tests passed.
+
+    Raises `PromotionError` (tests missing or failed, approval required) before
+    anything changes, and `TrackingError` when MLflow cannot be reached. Without
+    `track`, only the lineage DB moves (`lineage sync mlflow` mirrors it later).
+    """
+    version = workspace.resolve(ref)
+    what = f"cannot promote {version.ref}"
+    model = workspace.model(version.model)
+    if model.require_approval and not approved_by:
+        raise PromotionError(
+            f"{what}: model {model.name!r} requires approval (run the promotion flow, "
+            "`python -m flows.promotion promote REF`, and approve it in the Prefect UI, "
+            "or pass --approved-by NAME)"
+        )
+    check_tests_passed(workspace, version, what=what)
+    if approved_by:
+        reason = f"{reason} (approved by {approved_by})".strip()
+    current = model.aliases.get(CHAMPION)
+    result = PromotionResult("promote", model.name, current, version.number)
+    moves: list[AliasMove] = []
+    if current != version.number:
+        moves.append(AliasMove(model.name, CHAMPION, version.number, "promote", reason))
+        if current is not None:
+            moves.append(AliasMove(model.name, PREVIOUS, current, "promote", reason))
+        if model.aliases.get(CANDIDATE) == version.number:
+            moves.append(AliasMove(model.name, CANDIDATE, None, "promote", reason))
+    _execute(workspace, moves, [model.name], actor, result, track=track)
+    return result
+
+
+# ---------------------------------------------------------------------- rollback
+def _previous_when_champion(
+    workspace: Workspace, name: str, number: int, alias: str = PREVIOUS
+) -> tuple[bool, int | None]:
+    """Replay a model's alias history: was `number` ever champion, and what did
+    `alias` point at right after it last became champion?"""
+    state: dict[str, int | None] = {}
+    found: tuple[bool, int | None] = (False, None)
+    for event in workspace.alias_history(name):
+        state[event.alias] = event.to_version
+        if event.alias == CHAMPION and event.to_version == number:
+            found = (True, state.get(alias))
+        elif event.alias == alias and state.get(CHAMPION) == number and found[0]:
+            # `previous` set in the same promotion, after champion moved.
+            found = (True, event.to_version)
+    return found
+
+
+def _restore_moves(
+    workspace: Workspace,
+    name: str,
+    target: VersionInfo,
+    current_previous: int | None,
+    action: str,
+    reason: str,
+) -> list[AliasMove]:
+    moves = [AliasMove(name, CHAMPION, target.number, action, reason)]
+    was_champion, previous_then = _previous_when_champion(workspace, name, target.number)
+    if was_champion:
+        wanted = previous_then if previous_then != target.number else None
+    else:
+        wanted = None if current_previous == target.number else current_previous
+    if wanted != current_previous:
+        moves.append(AliasMove(name, PREVIOUS, wanted, action, reason))
+    return moves
+
+
+def _default_target(workspace: Workspace, name: str, current: VersionInfo) -> VersionInfo:
+    """The previous champion: the `previous` alias, else the newest other champion."""
+    aliases = workspace.model(name).aliases
+    if aliases.get(PREVIOUS) is not None and aliases[PREVIOUS] != current.number:
+        return workspace.resolve(f"{name}@{aliases[PREVIOUS]}")
+    for event in reversed(workspace.alias_history(name, CHAMPION)):
+        if event.to_version is not None and event.to_version != current.number:
+            return workspace.resolve(f"{name}@{event.to_version}")
+    raise PromotionError(
+        f"cannot roll back {name}: it has no previous champion (name one with --to VERSION)"
+    )
+
+
+def rollback(
+    workspace: Workspace,
+    name: str,
+    *,
+    to: int | None = None,
+    cascade: bool = False,
+    actor: str | None = None,
+    reason: str = "",
+    track: bool = True,
+) -> PromotionResult:
+    """Move `champion` of `name` back (to `to`, else the previous champion).
+
+    With `cascade`, every descendant model whose champion derives from the
+    rolled-back version goes back to its newest earlier champion that does not.
+    All or nothing: any refusal raises `PromotionError` before anything changes.
+    """
+    model = workspace.model(name)
+    if model.aliases.get(CHAMPION) is None:
+        raise PromotionError(f"cannot roll back {name}: it has no champion")
+    current = workspace.resolve(f"{name}@{CHAMPION}")
+    if to is not None:
+        try:
+            target = workspace.resolve(f"{name}@{int(to)}")
+        except VersionNotFoundError:
+            raise PromotionError(
+                f"cannot roll back {name} to version {to}: no such version"
+            ) from None
+    else:
+        target = _default_target(workspace, name, current)
+    if target.id == current.id:
+        raise PromotionError(f"cannot roll back {name}: {target.ref} is already the champion")
+    check_tests_passed(workspace, target, what=f"cannot roll back {name} to {target.ref}")
+    result = PromotionResult("rollback", name, current.number, target.number)
+    moves = _restore_moves(workspace, name, target, model.aliases.get(PREVIOUS), "rollback", reason)
+    models = [name]
+    if cascade:
+        tainted = {v.id for v in workspace.descendants(current.ref)}
+        note = f"cascade rollback of {current.ref} -> {target.ref}"
+        cascade_reason = f"{note}: {reason}" if reason else note
+        for other in workspace.models():
+            champion = other.aliases.get(CHAMPION)
+            if other.name == name or champion is None:
+                continue
+            champion_version = workspace.resolve(f"{other.name}@{champion}")
+            if champion_version.id not in tainted:
+                continue
+            earlier = _earlier_clean_champion(workspace, other.name, champion, tainted)
+            check_tests_passed(
+                workspace, earlier, what=f"cannot cascade the rollback to {other.name}"
+            )
+            moves += _restore_moves(
+                workspace,
+                other.name,
+                earlier,
+                other.aliases.get(PREVIOUS),
+                "rollback",
+                cascade_reason,
+            )
+            result.cascaded[other.name] = (champion, earlier.number)
+            models.append(other.name)
+    _execute(workspace, moves, models, actor, result, track=track)
+    return result
+
+
+def _earlier_clean_champion(
+    workspace: Workspace, name: str, current: int, tainted: set[int]
+) -> VersionInfo:
+    """The newest earlier champion of `name` that does not derive from the rolled-back
+    version (its id is not in `tainted`)."""
+    seen: set[int] = {current}
+    for event in reversed(workspace.alias_history(name, CHAMPION)):
+        number = event.to_version
+        if number is None or number in seen:
+            continue
+        seen.add(number)
+        candidate = workspace.resolve(f"{name}@{number}")
+        if candidate.id not in tainted:
+            return candidate
+    raise PromotionError(
+        f"cannot cascade the rollback to {name}: its champion {name}@{current} derives from "
+        "the rolled-back version and it has no earlier champion that does not "
+        "(roll it back by hand with `lineage rollback NAME --to VERSION`, or drop --cascade)"
+    )
+
+
+# ---------------------------------------------------------------------- the gate
+@dataclass
+class GateOutcome:
+    """Which aliases a gate moved to a version, and every alias it holds afterwards."""
+
+    ref: str
+    passed: bool
+    aliases: list[str]  # moved to `ref` by this gate
+    promoted: bool
+    note: str = ""
+    holds: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gate(
+    workspace: Workspace,
+    ref: str,
+    passed: bool,
+    *,
+    reason: str,
+    actor: str,
+    track: bool = True,
+) -> GateOutcome:
+    """Gate a version whose tests ran: on a pass it becomes `candidate`, then `champion`
+    (by `promote`, which checks the stored results, makes the old champion `previous`
+    and consumes `candidate`) when its model promotes automatically. A model that needs
+    approval, or whose promotion is refused, keeps it as `candidate` (why: `note`).
+    Idempotent: aliases already on `ref` are left alone, so gating twice records
+    nothing new."""
+    if not passed:
+        return GateOutcome(ref=ref, passed=False, aliases=[], promoted=False)
+    version = workspace.resolve(ref)
+    if CHAMPION in version.aliases:
+        return GateOutcome(ref, True, [], True, holds=sorted(version.aliases))
+    model = workspace.model(version.model)
+    moved: list[str] = []
+    if CANDIDATE not in version.aliases:
+        moves = [AliasMove(model.name, CANDIDATE, version.number, "set", reason)]
+        _execute(workspace, moves, [model.name], actor, None, track=track)
+        moved.append(CANDIDATE)
+    outcome = GateOutcome(ref=ref, passed=True, aliases=moved, promoted=False)
+    if model.require_approval:
+        outcome.note = "promotion needs approval (promotion flow)"
+    elif model.auto_promote:
+        try:
+            result = promote(workspace, ref, actor=actor, reason=reason, track=track)
+        except PromotionError as exc:
+            outcome.note = str(exc)
+        else:
+            outcome.promoted = True
+            outcome.aliases += [e.alias for e in result.events if e.alias not in moved]
+    outcome.holds = sorted(workspace.resolve(ref).aliases)
+    return outcome
+
+
+# ---------------------------------------------------------------------- execution
+def _execute(
+    workspace: Workspace,
+    moves: list[AliasMove],
+    models: list[str],
+    actor: str | None,
+    result: PromotionResult | None,
+    *,
+    track: bool = True,
+) -> None:
+    """Apply `moves` to the lineage DB and (with `track`) MLflow together, or to neither.
+
+    The one alias writer of promote, rollback and the cascade's gate.
+    """
+    actor = actor or default_author()
+    if not track:
+        with workspace.graph.transaction() as tx:
+            events = _write_moves(tx, moves, actor)
+        if result is not None:
+            result.events.extend(events)
+        return
+    from lineage.tracking.backend import mlflow_session
+    from lineage.tracking.registry import (
+        apply_aliases,
+        ensure_registered_model,
+        event_tag,
+        mlflow_aliases,
+        register_in,
+    )
+
+    with mlflow_session(workspace) as client:
+        # 1. Register, before anything moves, every version that will carry an alias.
+        mlflow_version: dict[tuple[str, int], str] = {}
+        needed = {(m.model, m.to_version) for m in moves if m.to_version is not None}
+        for name in models:
+            ensure_registered_model(client, name)
+            needed |= {(name, n) for n in workspace.model(name).aliases.values()}
+        for name, number in sorted(needed):
+            version = workspace.resolve(f"{name}@{number}")
+            mlflow_version[(name, number)] = register_in(client, workspace, version)
+        before = {name: mlflow_aliases(client, name) for name in models}
+        written_tags: list[tuple[str, str]] = []
+        try:
+            with workspace.graph.transaction() as tx:
+                # 2. The lineage DB, in this one transaction.
+                events = _write_moves(tx, moves, actor)
+                # 3. MLflow, before the DB commits: aliases, then the history tags.
+                for name in models:
+                    wanted = {
+                        alias: mlflow_version[(name, number)]
+                        for alias, number in tx.aliases(name).items()
+                    }
+                    apply_aliases(client, name, wanted)
+                    if result is not None:
+                        result.mlflow_aliases[name] = wanted
+                    # Mirror this change's events, and any earlier ones MLflow missed
+                    # (aliases set while it was down, or with `lineage alias`).
+                    existing = client.get_registered_model(name).tags or {}
+                    for event in tx.alias_history(name):
+                        key, value = event_tag(event)
+                        if existing.get(key) != value:
+                            client.set_registered_model_tag(name, key, value)
+                            written_tags.append((name, key))
+                    if _after_mlflow_move is not None:
+                        _after_mlflow_move(name)
+        except BaseException as exc:
+            _compensate(client, before, written_tags, exc)
+            raise
+    if result is not None:
+        result.events.extend(events)
+
+
+def _write_moves(tx: GraphRepo, moves: list[AliasMove], actor: str) -> list[AliasEvent]:
+    events = []
+    for move in moves:
+        if move.to_version is None:
+            event = tx.remove_alias(
+                move.model, move.alias, action=move.action, actor=actor, reason=move.reason
+            )
+        else:
+            event = tx.set_alias(
+                f"{move.model}@{move.to_version}",
+                move.alias,
+                action=move.action,
+                actor=actor,
+                reason=move.reason,
+            )
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _compensate(
+    client: Any,
+    before: dict[str, dict[str, str]],
+    written_tags: list[tuple[str, str]],
+    cause: BaseException,
+) -> None:
+    """Put MLflow back as it was before a failed promotion/rollback."""
+    from lineage.tracking.registry import apply_aliases
+
+    try:
+        for name, aliases in before.items():
+            apply_aliases(client, name, aliases)
+        for name, key in written_tags:
+            client.delete_registered_model_tag(name, key)
+    except Exception as exc:
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        raise TrackingError(
+            f"{first}; the lineage DB is unchanged but MLflow could not be restored "
+            f"({type(exc).__name__}): run `lineage sync mlflow`"
+        ) from cause
+
+
+__all__ = [
+    "AliasMove",
+    "GateOutcome",
+    "PromotionResult",
+    "check_tests_passed",
+    "gate",
+    "promote",
+    "rollback",
+    "set_model_policy",
+]
