@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -104,6 +104,20 @@ def _pickle_message(path: Path) -> str:
         "once, on a machine you trust, with `model.save_pretrained(dir, "
         "safe_serialization=True)` or `safetensors.torch.save_file(state_dict, path)`"
     )
+
+
+def new_staging_dir(parent: Path, prefix: str) -> Path:
+    """A new empty folder in `parent`, with the mode any new folder gets (0777 less the
+    umask) — unlike `tempfile.mkdtemp`'s 0700, which would stay on a folder renamed
+    into place as a user's checkout."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(8)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"cannot make a unique {prefix}* folder in {parent}")
 
 
 class Workspace:
@@ -960,8 +974,15 @@ class Workspace:
         *,
         progress: ProgressCallback | None = None,
         force: bool = False,
+        loadable: bool = False,
+        with_base: bool = False,
     ) -> Path:
-        """Write the version's Hugging Face directory to `out_dir`, bit-exactly.
+        """Write the version's Hugging Face directory to `out_dir`, bit-exactly as stored.
+
+        With `loadable`, the folder is made to load with stock transformers/PEFT
+        (`lineage.recipes.stock.make_loadable`: int8 weights dequantized, an adapter's
+        config naming its base ref); `with_base` also checks the adapter's base out
+        into `out_dir/base` and points the adapter at it. The CLI does this by default.
 
         The files appear only once complete: they are written to a sibling temp
         folder that is renamed into place.
@@ -972,13 +993,32 @@ class Workspace:
         target = Path(out_dir).expanduser().resolve()
         if target.exists() and any(target.iterdir()) and not force:
             raise UsageError(f"checkout target {target} is not empty (pass --force to replace)")
+        manifest = self.store.get_manifest(version.manifest_id)
+        # --- stock loading (issue 13): validate before anything is written
+        base_link = version.derivation_parents[0] if version.derivation_parents else None
+        is_adapter = any(f.path == "adapter_config.json" for f in manifest.files)
+        if with_base and not (is_adapter and base_link is not None):
+            raise UsageError(
+                f"--with-base needs a LoRA adapter version with a parent to use as its base; "
+                f"{version.ref} is {'an adapter without parents' if is_adapter else 'a full model'}"
+            )
+        # --- end stock loading
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".lineage-checkout-", dir=target.parent))
+        # issue 13: not tempfile.mkdtemp, whose 0700 would become the checkout's mode
+        staging = new_staging_dir(target.parent, ".lineage-checkout-")
         try:
-            manifest = self.store.get_manifest(version.manifest_id)
             kwargs = self._checkout_kwargs(progress)
             kwargs["label"] = version.ref
             checkout(self.store, manifest, staging, **kwargs)
+            # --- stock loading (issue 13): lineage.recipes.stock rewrites the checkout
+            if loadable or with_base:
+                from lineage.recipes.stock import BASE_DIR, attach_base, make_loadable
+
+                make_loadable(staging, base_ref=base_link.ref if base_link else None)
+                if with_base and base_link is not None:
+                    self.checkout(base_link.ref, staging / BASE_DIR, loadable=True)
+                    attach_base(staging, staging / BASE_DIR, recorded_path=target / BASE_DIR)
+            # --- end stock loading
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)

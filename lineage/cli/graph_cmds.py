@@ -449,10 +449,25 @@ def checkout(
     ref: str = typer.Argument(...),
     directory: Path = typer.Argument(..., help="Output directory (must be empty or absent)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty directory."),
+    raw: bool = typer.Option(
+        False, "--raw", help="The stored bytes as they are (int8 kept as int8 codes + scales)."
+    ),
+    with_base: bool = typer.Option(
+        False,
+        "--with-base",
+        help="For a LoRA adapter: also write its base model to DIR/base and point the adapter "
+        "at it, so stock PEFT/transformers load DIR offline.",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Write a version's weights as a Hugging Face directory, bit-exactly (approximately,
-    with a warning, for a version stored with --lossy)."""
+    """Write a version's weights as a Hugging Face directory that stock transformers/PEFT
+    load: int8 weights dequantized to float32, an adapter's config naming its base ref.
+    --raw writes the stored bytes instead (approximate, with a warning, for a version
+    stored with --lossy)."""
+    if raw and with_base:
+        raise UsageError(
+            "--raw and --with-base cannot be combined (--with-base rewrites the adapter config)"
+        )
     workspace = workspace_from(ctx)
     version = workspace.resolve(ref)
     from lineage.api.lossy import approximate_warning_silenced
@@ -464,7 +479,14 @@ def checkout(
         approximate_warning_silenced(),
         byte_progress(f"checking out {version.ref}", enabled=not json_out) as progress,
     ):
-        target = workspace.checkout(version.ref, directory, progress=progress, force=force)
+        target = workspace.checkout(
+            version.ref,
+            directory,
+            progress=progress,
+            force=force,
+            loadable=not raw,  # issue 13: stock-loadable unless --raw
+            with_base=with_base,
+        )
     if manifest.approximate:
         assert manifest.lossy is not None
         sys.stderr.write(
@@ -472,9 +494,17 @@ def checkout(
             f"(|error| <= {manifest.lossy['max_abs_error']:g})\n"
         )
     if json_out:
-        print_json({"ref": version.ref, "path": str(target), "approximate": manifest.approximate})
+        print_json(
+            {
+                "ref": version.ref,
+                "path": str(target),
+                "approximate": manifest.approximate,
+                "raw": raw,
+                "base": str(target / "base") if with_base else None,
+            }
+        )
     else:
-        console.print(f"Checked out {version.ref} to {target}")
+        console.print(f"Checked out {version.ref} to {target}" + (" (as stored)" if raw else ""))
 
 
 def models(ctx: typer.Context, json_out: bool = JsonOption) -> None:
