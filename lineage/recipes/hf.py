@@ -319,8 +319,17 @@ def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
     base_model = (
         load_classifier(base, labels, info=base_info) if labels else load_plain(base, base_info)
     )
-    with quiet_transformers():
-        peft_model = PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    try:
+        with quiet_transformers():
+            peft_model = PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    except KeyError as exc:  # PEFT looks a module's saved tensor up by name
+        raise WeightsError(
+            f"the weights in {path} do not match the adapter its config describes: "
+            f"1 missing ({exc.args[0]}) tensors"
+        ) from None
+    except (RuntimeError, ValueError) as exc:  # shape mismatches, bad configs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot load adapter {path} on base {base}: {first}") from None
     # PEFT only warns about adapter tensors it did not find; an adapter whose head or
     # LoRA matrices did not load would predict with random or untrained ones.
     expected = set(get_peft_model_state_dict(peft_model))
