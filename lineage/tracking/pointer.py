@@ -26,7 +26,10 @@ re-materialised, else the store is read directly by manifest id.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
@@ -133,22 +136,43 @@ def _save_pyfunc(
 _POINTER_FLAVOR = SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc)
 
 
+#: MLflow loggers that speak while a pointer model is logged, about nothing a lineage
+#: user can act on: the example-vs-signature check (INFO) and requirements that differ
+#: from this environment (a source checkout has no installed distribution to match).
+_LOG_TIME_CHATTER = ("mlflow.pyfunc", "mlflow.utils.requirements_utils")
+
+
+@contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Only errors from these loggers while the block runs (CLI output stays one line)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def log_pointer_model_in_run(workspace: Any, version: Any, name: str, tags: dict[str, str]) -> Any:
     """Log `version`'s pointer model in the active MLflow run; returns MLflow's `ModelInfo`."""
     from mlflow.models import Model
 
-    return Model.log(
-        artifact_path=None,
-        name=name,
-        flavor=_POINTER_FLAVOR,
-        python_model=str(ENTRY_FILE),
-        model_config=pointer_config(workspace, version),
-        pip_requirements=pointer_requirements(),
-        signature=pointer_signature(workspace, version),
-        input_example=INPUT_EXAMPLE,
-        tags=tags,
-        validate_serving_input=False,
-    )
+    with _quiet(_LOG_TIME_CHATTER):
+        return Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=_POINTER_FLAVOR,
+            python_model=str(ENTRY_FILE),
+            model_config=pointer_config(workspace, version),
+            pip_requirements=pointer_requirements(),
+            signature=pointer_signature(workspace, version),
+            input_example=INPUT_EXAMPLE,
+            tags=tags,
+            validate_serving_input=False,
+        )
 
 
 def checkout_weights(
