@@ -8,8 +8,11 @@ Three layouts occur in a lineage:
   and `lineage_adapter.json` with the label names); it needs its base model;
 - `quantized`: a `model` directory in lineage's int8 format (see `lineage.recipes.int8`).
 
-`load_for_inference` turns any of them into a float32 torch model in eval mode.
-Pickled weights (`*.bin`, `*.pt`) are refused, never loaded.
+`load_for_inference` turns any of them into a float32 torch model in eval mode. It
+fails with one `WeightsError` line when the weights do not fill the model their config
+describes (missing or unexpected tensors), where transformers would initialise the
+gaps at random and only warn. Pickled weights (`*.bin`, `*.pt`) are refused, never
+loaded.
 """
 
 from __future__ import annotations

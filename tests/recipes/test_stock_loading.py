@@ -249,3 +249,23 @@ def test_lineage_loader_refuses_an_adapter_without_its_head(
     save_file(weights, str(adapter / "adapter_model.safetensors"))
     with pytest.raises(WeightsError, match=r"missing .*classifier"):
         load_for_inference(adapter, base)
+
+
+def test_raw_safetensors_round_trip_keeps_every_dtype_and_refuses_garbage(tmp_path: Path) -> None:
+    from lineage.recipes.safetensors_raw import read_safetensors, write_safetensors
+
+    tensors = {
+        "a.bf16": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3),
+        "b.int8": torch.tensor([[-127, 0, 127]], dtype=torch.int8),
+        "c.f32": torch.linspace(-1, 1, 5),
+        "d.bool": torch.tensor([True, False]),
+    }
+    save_file(tensors, str(tmp_path / "in.safetensors"), metadata={"format": "pt"})
+    raw = read_safetensors(tmp_path / "in.safetensors")
+    write_safetensors(tmp_path / "out.safetensors", raw, {"format": "pt"})
+    back = load_file(str(tmp_path / "out.safetensors"))
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor), name
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        read_safetensors(tmp_path / "bad.safetensors")
