@@ -462,8 +462,8 @@ def checkout(
 ) -> None:
     """Write a version's weights as a Hugging Face directory that stock transformers/PEFT
     load: int8 weights dequantized to float32, an adapter's config naming its base ref.
-    --raw writes the stored bytes instead (approximate, with a warning, for a version
-    stored with --lossy)."""
+    --raw writes the bytes exactly as stored. A version stored with --lossy comes out
+    approximate, with a warning."""
     if raw and with_base:
         raise UsageError(
             "--raw and --with-base cannot be combined (--with-base rewrites the adapter config)"
