@@ -6,11 +6,11 @@ functions in `lineage.ops`, each taking the workspace first (DVC's `dvc/repo/*.p
 style). The read methods below are short delegations to the graph, kept here because
 nearly every caller needs them.
 
->>> from lineage import ops
+>>> from lineage.ops.add import add
 >>> ws = Workspace.init(tmp / "ws")
->>> base = ops.add(ws, "base", source=write_tiny_weights(tmp / "base"))
->>> child = ops.add(ws, "ft", source=write_tiny_weights(tmp / "ft", seed=1),
-...                 parents=["base@1"], kind="finetune")
+>>> base = add(ws, "base", source=write_tiny_weights(tmp / "base"))
+>>> child = add(ws, "ft", source=write_tiny_weights(tmp / "ft", seed=1),
+...             parents=["base@1"], kind="finetune")
 >>> [v.ref for v in ws.descendants("base@1")]
 ['ft@1']
 >>> ws.resolve("ft").parents[0].ref

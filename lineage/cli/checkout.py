@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lineage.cli.output import JsonOption, byte_progress, print_json, say, workspace_from
+from lineage.errors import UsageError
 
 
 def checkout(
@@ -22,10 +23,25 @@ def checkout(
         help="Replace DIR whatever it holds (never the workspace, the current directory, "
         "its parents or your home).",
     ),
+    raw: bool = typer.Option(
+        False, "--raw", help="The stored bytes as they are (int8 kept as int8 codes + scales)."
+    ),
+    with_base: bool = typer.Option(
+        False,
+        "--with-base",
+        help="For a LoRA adapter: also write its base model to DIR/base and point the adapter "
+        "at it, so stock PEFT/transformers load DIR offline.",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Write a version's weights as a Hugging Face directory, bit-exactly (approximately,
-    with a warning, for a version stored with --lossy)."""
+    """Write a version's weights as a Hugging Face directory that stock transformers/PEFT
+    load: int8 weights dequantized to float32, an adapter's config naming its base ref.
+    --raw writes the bytes exactly as stored. A version stored with --lossy comes out
+    approximate, with a warning."""
+    if raw and with_base:
+        raise UsageError(
+            "--raw and --with-base cannot be combined (--with-base rewrites the adapter config)"
+        )
     from lineage.ops.checkout import checkout as checkout_version
     from lineage.ops.lossy import approximate_warning_silenced
 
@@ -44,6 +60,8 @@ def checkout(
             progress=progress,
             force=force,
             replace_any=replace_any,
+            loadable=not raw,
+            with_base=with_base,
         )
     if manifest.approximate:
         assert manifest.lossy is not None
@@ -53,9 +71,17 @@ def checkout(
             stderr=True,
         )
     if json_out:
-        print_json({"ref": version.ref, "path": str(target), "approximate": manifest.approximate})
+        print_json(
+            {
+                "ref": version.ref,
+                "path": str(target),
+                "approximate": manifest.approximate,
+                "raw": raw,
+                "base": str(target / "base") if with_base else None,
+            }
+        )
     else:
-        say(f"Checked out {version.ref} to {target}")
+        say(f"Checked out {version.ref} to {target}" + (" (as stored)" if raw else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,12 @@ the workspace, the current directory or one of its ancestors, the home directory
 The old tree is renamed aside before the new one is renamed in, so a crash between
 the two steps loses nothing.
 
+By default the bytes come out exactly as stored. With `loadable` (what the CLI does
+unless `--raw`), the folder is made to load with stock transformers/PEFT
+(`lineage.recipes.stock`): int8 weights dequantized to float32, an adapter's config
+naming its base ref; `with_base` also writes an adapter's base into `DIR/base` and
+points the adapter at it, so `AutoPeftModel...from_pretrained(DIR)` works offline.
+
 >>> out = checkout(ws, "ft@1", tmp / "ft-out")
 >>> sorted(p.name for p in out.iterdir())
 ['.lineage-checkout', 'config.json', 'model.safetensors']
@@ -41,16 +47,29 @@ def checkout(
     progress: ByteProgress | None = None,
     force: bool = False,
     replace_any: bool = False,
+    loadable: bool = False,
+    with_base: bool = False,
 ) -> Path:
     """Write the version's files to `out_dir` (see the module docstring); the path."""
     version = workspace.resolve(ref)
     target = Path(out_dir).expanduser().absolute()
     check_target(workspace, target, force=force, replace_any=replace_any)
     manifest = workspace.store.get_manifest(version.manifest_id)
+    base = version.derivation_parents[0] if version.derivation_parents else None
+    if with_base:
+        is_adapter = any(f.path == "adapter_config.json" for f in manifest.files)
+        if not (is_adapter and base is not None):
+            what = "an adapter without parents" if is_adapter else "a full model"
+            raise UsageError(
+                "--with-base needs a LoRA adapter version with a parent to use as its base; "
+                f"{version.ref} is {what}"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".lineage-checkout-", dir=target.parent))
     try:
         write_manifest(workspace, manifest, staging, label=version.ref, progress=progress)
+        if loadable or with_base:
+            _make_loadable(workspace, staging, target, base.ref if base else None, with_base)
         marker = {"ref": version.ref, "manifest_id": version.manifest_id}
         (staging / MARKER).write_text(json.dumps(marker) + "\n")
         _normal_modes(staging)
@@ -59,6 +78,20 @@ def checkout(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _make_loadable(
+    workspace: Workspace, staging: Path, target: Path, base_ref: str | None, with_base: bool
+) -> None:
+    """Rewrite a fresh checkout so stock tools load it (see `lineage.recipes.stock`)."""
+    from lineage.recipes.stock import BASE_DIR, attach_base, make_loadable
+
+    make_loadable(staging, base_ref=base_ref)
+    if with_base and base_ref is not None:
+        base_dir = staging / BASE_DIR
+        write_manifest(workspace, workspace.manifest(base_ref), base_dir, label=base_ref)
+        make_loadable(base_dir, base_ref=None)
+        attach_base(staging, base_dir, recorded_path=target / BASE_DIR)
 
 
 def write_manifest(

@@ -8,15 +8,18 @@ Three layouts occur in a lineage:
   and `lineage_adapter.json` with the label names); it needs its base model;
 - `quantized`: a `model` directory in lineage's int8 format (see `lineage.recipes.int8`).
 
-`load_for_inference` turns any of them into a float32 torch model in eval mode.
-Pickled weights (`*.bin`, `*.pt`) are refused, never loaded.
+`load_for_inference` turns any of them into a float32 torch model in eval mode. It
+fails with one `WeightsError` line when the weights do not fill the model their config
+describes (missing or unexpected tensors), where transformers would initialise the
+gaps at random and only warn. Pickled weights (`*.bin`, `*.pt`) are refused, never
+loaded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,8 @@ from typing import Any, Literal
 
 from lineage.errors import RecipeError, WeightsError
 from lineage.formats import PICKLE_SUFFIXES
+from lineage.recipes.int8 import INT8_SUFFIX, is_quantized_config
+from lineage.recipes.safetensors_raw import read_header
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +86,33 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def safetensors_keys(path: Path) -> list[str]:
     """Tensor names in a safetensors file, from its header (no tensor is read)."""
-    from safetensors import safe_open
+    return list(read_header(path)[0])
 
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return list(fh.keys())
-    except Exception as exc:  # safetensors raises several unrelated types
-        raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
+
+def head_labels(
+    config: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]
+) -> tuple[str, ...] | None:
+    """The label names of the classification head in weights with these tensor shapes,
+    or None when they have no head. `config` is the model's `config.json`."""
+    if not any(k.startswith("classifier.") or ".classifier." in k for k in shapes):
+        return None
+    id2label = config.get("id2label") or {}
+    labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+    # transformers omits id2label when it is the default LABEL_0..N-1.
+    return labels or tuple(f"LABEL_{i}" for i in range(_head_size(shapes)))
+
+
+def _head_size(shapes: Mapping[str, Sequence[int]]) -> int:
+    # The head's output matrix: `classifier.weight` (BERT) or `classifier.out_proj.weight`
+    # (RoBERTa, after a dense layer), possibly stored as int8 codes.
+    candidates = [
+        k
+        for k in shapes
+        if "classifier" in k and k.endswith((".weight", INT8_SUFFIX)) and ".dense." not in k
+    ]
+    if not candidates:
+        raise WeightsError("the classification head has no weight matrix")
+    return int(shapes[min(candidates, key=len)][0])
 
 
 def inspect_model(path: str | Path) -> ModelInfo:
@@ -126,29 +151,10 @@ def inspect_model(path: str | Path) -> ModelInfo:
                 "unpickles: convert them to model.safetensors"
             )
         raise WeightsError(f"{path} has no {WEIGHTS_FILE} (sharded checkpoints are not supported)")
-    keys = safetensors_keys(weights)
-    has_head = any(k.startswith("classifier.") or ".classifier." in k for k in keys)
-    labels = None
-    if has_head:
-        id2label = config.get("id2label") or {}
-        labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int)) or None
-        if labels is None:
-            # transformers omits id2label when it is the default LABEL_0..N-1.
-            labels = tuple(f"LABEL_{i}" for i in range(_head_size(weights, keys)))
-    from lineage.recipes.int8 import is_quantized_config
-
+    entries, _, _ = read_header(weights)
+    labels = head_labels(config, {name: entry.get("shape", []) for name, entry in entries.items()})
     layout: Layout = "quantized" if is_quantized_config(config) else "model"
-    return ModelInfo(path, layout, config.get("model_type"), has_head, labels, config)
-
-
-def _head_size(weights: Path, keys: list[str]) -> int:
-    from safetensors import safe_open
-
-    name = next(k for k in sorted(keys, key=len) if "classifier" in k and k.endswith("weight"))
-    if name.endswith("dense.weight"):  # RoBERTa-style head: the output is out_proj
-        name = name.replace("dense.weight", "out_proj.weight")
-    with safe_open(str(weights), framework="pt") as fh:
-        return int(fh.get_slice(name).get_shape()[0])
+    return ModelInfo(path, layout, config.get("model_type"), labels is not None, labels, config)
 
 
 def require_encoder(
@@ -222,13 +228,58 @@ def load_classifier(path: Path, labels: tuple[str, ...], *, info: ModelInfo | No
 
 
 def load_plain(path: Path, info: ModelInfo | None = None):
-    """Load a `model` directory as what it is: classifier if it has a head, else encoder."""
+    """Load a `model` directory as what it is: classifier if it has a head, else encoder.
+
+    `WeightsError` if its weights do not fill the model its config describes: a tensor
+    left to random initialisation is a wrong model, not a warning.
+    """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     info = info or inspect_model(path)
     cls = AutoModelForSequenceClassification if info.has_head else AutoModel
     with quiet_transformers():
-        return cls.from_pretrained(str(path), local_files_only=True)
+        model, loading = cls.from_pretrained(
+            str(path), local_files_only=True, output_loading_info=True
+        )
+    require_complete(
+        path,
+        loading.get("missing_keys", ()),
+        loading.get("unexpected_keys", ()),
+        encoder_only=not info.has_head,
+    )
+    return model
+
+
+#: Tensors an encoder without a head (`AutoModel`) may lack or carry harmlessly: the
+#: pretraining heads of BERT (`cls.`) and RoBERTa (`lm_head.`) are not part of it, and
+#: its pooler is never used by lineage, which mean-pools the hidden states.
+_ENCODER_UNEXPECTED_OK = ("cls.", "lm_head.")
+_ENCODER_MISSING_OK = ("pooler.",)
+
+
+def require_complete(
+    path: Path,
+    missing: Iterable[str],
+    unexpected: Iterable[str],
+    *,
+    encoder_only: bool = False,
+) -> None:
+    """`WeightsError` (one line) unless a checkpoint filled its model exactly."""
+    absent = sorted(k for k in missing if not (encoder_only and k.startswith(_ENCODER_MISSING_OK)))
+    extra = sorted(
+        k for k in unexpected if not (encoder_only and k.startswith(_ENCODER_UNEXPECTED_OK))
+    )
+    if not absent and not extra:
+        return
+    parts = [
+        f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+        for what, keys in (("missing", absent), ("unexpected", extra))
+        if keys
+    ]
+    raise WeightsError(
+        f"the weights in {path} do not match the model its config describes: "
+        f"{'; '.join(parts)} tensors; refusing to initialise them at random"
+    )
 
 
 def load_for_inference(path: str | Path, base_dir: str | Path | None = None):
@@ -258,7 +309,7 @@ def load_for_inference(path: str | Path, base_dir: str | Path | None = None):
 
 
 def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
-    from peft import PeftModel
+    from peft import PeftModel, get_peft_model_state_dict
 
     if base is None:
         raise WeightsError(
@@ -271,8 +322,22 @@ def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
     base_model = (
         load_classifier(base, labels, info=base_info) if labels else load_plain(base, base_info)
     )
-    with quiet_transformers():
-        peft_model = PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    try:
+        with quiet_transformers():
+            peft_model = PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    except KeyError as exc:  # PEFT looks a module's saved tensor up by name
+        raise WeightsError(
+            f"the weights in {path} do not match the adapter its config describes: "
+            f"1 missing ({exc.args[0]}) tensors"
+        ) from None
+    except (RuntimeError, ValueError) as exc:  # shape mismatches, bad configs
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot load adapter {path} on base {base}: {first}") from None
+    # PEFT only warns about adapter tensors it did not find; an adapter whose head or
+    # LoRA matrices did not load would predict with random or untrained ones.
+    expected = set(get_peft_model_state_dict(peft_model))
+    stored = set(safetensors_keys(path / "adapter_model.safetensors"))
+    require_complete(path, expected - stored, stored - expected)
     return peft_model.merge_and_unload()
 
 
@@ -290,11 +355,7 @@ def _load_quantized(path: Path, info: ModelInfo):
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Non-persistent buffers (position ids) are never in a checkpoint.
     missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise WeightsError(
-            f"quantized model {path} does not match its config "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    require_complete(path, missing, unexpected, encoder_only=not info.has_head)
     return model
 
 

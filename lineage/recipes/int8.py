@@ -8,8 +8,10 @@ Format (version 1), a normal HF directory whose `model.safetensors` holds:
   `W ≈ X.weight_int8.float() * X.weight_scale[:, None]` (symmetric, per channel).
 
 `config.json` carries `"lineage_quantization": {"format": "int8-per-channel", "version": 1,
-"source_dtype": "float32"}`. The renamed keys make a plain `from_pretrained` fail
-loudly (missing weights) instead of loading int8 codes as floats. Load with
+"source_dtype": "float32"}`. This is the *stored* form: stock `from_pretrained` does
+not know it. `lineage checkout` therefore writes it dequantized (float32 weights, exactly
+what `dequantize_codes` gives) unless `--raw` asks for the stored form; see
+`lineage.recipes.stock`. Load the stored form with
 `lineage.recipes.hf.load_for_inference(dir)` or, by hand:
 
 >>> import torch
@@ -24,8 +26,12 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "int8-per-channel"
 FORMAT_VERSION = 1
@@ -39,6 +45,8 @@ def quantize_tensors(
     should_quantize: Callable[[str, torch.Tensor], bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Quantize the 2-D float `*.weight` tensors (or those `should_quantize` picks)."""
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     for name, t in tensors.items():
         pick = name.endswith(".weight") and t.ndim == 2 and t.is_floating_point()
@@ -58,20 +66,39 @@ def quantize_tensors(
     return out
 
 
+def dequantize_codes(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The float32 weight that int8 `codes` and per-row `scale` stand for.
+
+    The one place the format's arithmetic lives: the torch loader and the
+    checkout-time conversion both call it, so they give the same bits.
+    """
+    if codes.ndim != 2 or scale.shape != (codes.shape[0],):
+        raise ValueError(f"int8 codes {codes.shape} do not match scales {scale.shape}")
+    return codes.astype(np.float32) * scale.astype(np.float32)[:, None]
+
+
+def quantized_stem(name: str) -> str | None:
+    """`X` for a tensor named `X.weight_int8`, else None."""
+    return name.removesuffix(INT8_SUFFIX) if name.endswith(INT8_SUFFIX) else None
+
+
 def dequantize_tensors(
-    tensors: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float32
+    tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None
 ) -> dict[str, torch.Tensor]:
     """Invert `quantize_tensors` (up to rounding): int8 codes times scales."""
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     for name, t in tensors.items():
         if name.endswith(SCALE_SUFFIX):
             continue
-        if name.endswith(INT8_SUFFIX):
-            stem = name.removesuffix(INT8_SUFFIX)
-            scale = tensors[stem + SCALE_SUFFIX].to(torch.float32)
-            out[stem + ".weight"] = (t.to(torch.float32) * scale[:, None]).to(dtype)
-        else:
+        stem = quantized_stem(name)
+        if stem is None:
             out[name] = t
+            continue
+        scale = tensors[stem + SCALE_SUFFIX]
+        weight = torch.from_numpy(dequantize_codes(t.numpy(), scale.float().numpy()))
+        out[stem + ".weight"] = weight.to(dtype or torch.float32)
     return out
 
 

@@ -7,12 +7,16 @@ the workspace, object store and manifest id — never the weights. Loading it
 lineage store, verified object by object, and builds a transformers model, so a
 family of 100 models costs MLflow 100 small configs, not 100 weight copies.
 
-`predict(["some text", ...])` returns a float32 array: class probabilities when the
-version is a sequence classifier, else L2-normalised mean-pooled embeddings (what
-sentence-transformers does for MiniLM). Every layout lineage stores loads (through
-`lineage.recipes.hf.load_for_inference`): float models, lineage's int8 format, and
-LoRA adapter directories, which are merged onto their base (the version's first
-derivation parent, also read from the store).
+`predict(["some text", ...])` takes a list of strings and returns, for a sequence
+classifier, a DataFrame of class probabilities with one float column per label name;
+else a float32 array of L2-normalised mean-pooled embeddings (what
+sentence-transformers does for MiniLM). The logged model carries that as its MLflow
+signature (worked out from the version's manifest, without loading weights) with an
+input example, and pip requirements pinned to the exact versions installed here.
+
+Every layout lineage stores loads (through `lineage.recipes.hf.load_for_inference`):
+float models, lineage's int8 format, and LoRA adapter directories, which are merged
+onto their base (the version's first derivation parent, also read from the store).
 
 The loader needs read access to the store (same machine, shared folder or the same
 S3 bucket); the workspace root is used when present so derivable versions can be
@@ -21,11 +25,79 @@ re-materialised, else the store is read directly by manifest id.
 
 from __future__ import annotations
 
+import json
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+from lineage.provenance import DISTRIBUTION, WEIGHT_LIBRARIES, package_version
+
 ENTRY_FILE = Path(__file__).with_name("_pointer_entry.py")
+INPUT_EXAMPLE = ["a short text to classify or embed", "another one"]
+
+
+def pointer_requirements() -> list[str]:
+    """The pointer model's pip requirements: lineage (under its distribution name,
+    never the bare `lineage`, an unrelated PyPI project) and the libraries that load
+    its weights, each pinned to the version installed here.
+
+    Given to MLflow explicitly, so MLflow does not import the model in a subprocess to
+    infer them (slow, and it would load weights).
+    """
+    pins = [f"{DISTRIBUTION}=={package_version()}"]
+    for package in WEIGHT_LIBRARIES:
+        try:
+            # Local labels (`2.13.0+cpu`) name a build, not a release: `==2.13.0` matches it.
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def output_labels(workspace: Any, version: Any) -> tuple[str, ...] | None:
+    """The label names a version's classifier predicts, from its manifest and small
+    config files only (no weights are read); None for an embedding model."""
+    from lineage.recipes.hf import ADAPTER_META, WEIGHTS_FILE, head_labels
+    from lineage.store.reader import read_bytes
+
+    store = workspace.store
+    manifest = store.get_manifest(version.manifest_id)
+    files = {entry.path: entry for entry in manifest.files}
+
+    def read_json(name: str) -> dict[str, Any]:
+        entry = files.get(name)
+        if entry is None or entry.object is None:
+            return {}
+        data = json.loads(read_bytes(store, entry.object).tobytes())
+        return data if isinstance(data, dict) else {}
+
+    if "adapter_config.json" in files:
+        labels = read_json(ADAPTER_META).get("labels")
+        return tuple(str(label) for label in labels) if labels else None
+    weights = files.get(WEIGHTS_FILE)
+    shapes = {t.name: t.shape for t in weights.tensors} if weights else {}
+    return head_labels(read_json("config.json"), shapes)
+
+
+def pointer_signature(workspace: Any, version: Any) -> Any:
+    """The MLflow signature of `version`'s pointer model: a list of strings in; the
+    probability of each label out (one named column per label), or for an embedding
+    model a float32 matrix of one row per text."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+    labels = output_labels(workspace, version)
+    if labels:
+        outputs = Schema([ColSpec(DataType.float, label) for label in labels])
+    else:
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1))])
+    return ModelSignature(inputs=Schema([ColSpec(DataType.string)]), outputs=outputs)
 
 
 def pointer_config(workspace: Any, version: Any) -> dict[str, str]:
@@ -43,6 +115,62 @@ def pointer_config(workspace: Any, version: Any) -> dict[str, str]:
         config["base_ref"] = base.ref
         config["base_manifest_id"] = base.manifest_id
     return config
+
+
+def _save_pyfunc(
+    path: str, mlflow_model: Any, validate_serving_input: bool = False, **kwargs: Any
+) -> None:
+    import mlflow.pyfunc
+
+    mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+
+
+#: `mlflow.pyfunc` as a `Model.log` flavor (any object with `save_model` is one) that
+#: accepts `validate_serving_input`, which `mlflow.pyfunc.log_model` offers no way to
+#: turn off. That check round-trips the input example through a loaded model, i.e. it
+#: would check the weights out of the store and import torch on every registration
+#: (seconds, and memory, in a step that otherwise moves a few kB of config). The
+#: example is still checked against the signature when the model is saved.
+_POINTER_FLAVOR = SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc)
+
+
+#: MLflow loggers that speak while a pointer model is logged, about nothing a lineage
+#: user can act on: the example-vs-signature check (INFO) and requirements that differ
+#: from this environment (a source checkout has no installed distribution to match).
+_LOG_TIME_CHATTER = ("mlflow.pyfunc", "mlflow.utils.requirements_utils")
+
+
+@contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Only errors from these loggers while the block runs (CLI output stays one line)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def log_pointer_model_in_run(workspace: Any, version: Any, name: str, tags: dict[str, str]) -> Any:
+    """Log `version`'s pointer model in the active MLflow run; returns MLflow's `ModelInfo`."""
+    from mlflow.models import Model
+
+    with _quiet(_LOG_TIME_CHATTER):
+        return Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=_POINTER_FLAVOR,
+            python_model=str(ENTRY_FILE),
+            model_config=pointer_config(workspace, version),
+            pip_requirements=pointer_requirements(),
+            signature=pointer_signature(workspace, version),
+            input_example=INPUT_EXAMPLE,
+            tags=tags,
+            validate_serving_input=False,
+        )
 
 
 def checkout_weights(
@@ -113,7 +241,9 @@ class TextModel:
 
         from lineage.recipes.hf import load_for_inference
 
-        self.model, self.tokenizer, _info = load_for_inference(directory, base)
+        self.model, self.tokenizer, info = load_for_inference(directory, base)
+        #: The classifier's label names (the columns of `predict_labeled`), or None.
+        self.labels = info.labels
         self._torch = torch
 
     def predict(self, texts: list[str]) -> Any:
@@ -128,6 +258,16 @@ class TextModel:
         mask = batch["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
         pooled = (output.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+
+    def predict_labeled(self, texts: list[str]) -> Any:
+        """`predict`, with a classifier's probabilities as a DataFrame whose columns are
+        the label names (what the pointer model's signature promises)."""
+        out = self.predict(texts)
+        if not self.labels or out.shape[1] != len(self.labels):
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(out, columns=list(self.labels))
 
 
 def make_pointer_model() -> Any:
@@ -155,7 +295,7 @@ def make_pointer_model() -> Any:
         # Unannotated on purpose: MLflow infers a schema from predict's hints at log
         # time and warns about ones it cannot use.
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            return self._model.predict(_texts(model_input))
+            return self._model.predict_labeled(_texts(model_input))
 
     return LineagePointerModel()
 

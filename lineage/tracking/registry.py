@@ -40,9 +40,6 @@ if TYPE_CHECKING:
     from lineage.workspace import Workspace
 
 EVENT_TAG_PREFIX = "lineage.alias_event."
-# What the pointer model needs at load time; pinned so MLflow does not import the
-# model in a subprocess to infer requirements (slow, and it would load weights).
-POINTER_REQUIREMENTS = ("lineage", "torch", "transformers", "safetensors")
 
 
 def logged_model_name(version: VersionInfo) -> str:
@@ -100,7 +97,7 @@ def log_pointer_model(
     """
     import mlflow
 
-    from lineage.tracking.pointer import ENTRY_FILE, pointer_config
+    from lineage.tracking.pointer import log_pointer_model_in_run
 
     existing = find_logged_model(client, workspace, version)
     if existing is not None:
@@ -119,13 +116,7 @@ def log_pointer_model(
         own_run = False
     # nested: a caller's own active run, if any, stays active and untouched.
     with mlflow.start_run(run_id=run_id, nested=True):
-        info = mlflow.pyfunc.log_model(
-            name=logged_model_name(version),
-            python_model=str(ENTRY_FILE),
-            model_config=pointer_config(workspace, version),
-            pip_requirements=list(POINTER_REQUIREMENTS),
-            tags=tags,
-        )
+        info = log_pointer_model_in_run(workspace, version, logged_model_name(version), tags)
     if own_run:
         client.set_terminated(run_id, "FINISHED")
     return client.get_logged_model(info.model_id)

@@ -7,7 +7,11 @@ By default the output is an adapter directory (`adapter_config.json`,
 `merge=true` the adapter is folded into the base and a full model is written.
 
 Loading an adapter: `lineage.recipes.hf.load_for_inference(adapter_dir, base_dir=parent_dir)`,
-or with PEFT directly on a classifier loaded from the base with the same labels.
+or with PEFT directly on a classifier loaded from the base with the same labels. The
+stored config has `base_model_name_or_path: null` (the base is the parent version);
+`lineage checkout` names it (`lineage:NAME@N`), and `lineage checkout REF DIR
+--with-base` writes the base to `DIR/base` so `AutoPeftModelForSequenceClassification`
+loads `DIR` offline (see `lineage.recipes.stock`).
 """
 
 from __future__ import annotations

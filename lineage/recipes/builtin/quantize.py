@@ -6,6 +6,8 @@ Works on the safetensors tensors directly, so any architecture with a single
 - `dtype="int8"`: every 2-D float `*.weight` (Linear and, if `embeddings=true`,
   embedding matrices) becomes int8 codes plus float32 scales, in the format of
   `lineage.recipes.int8` (load with `lineage.recipes.hf.load_for_inference`).
+  That is the stored form; `lineage checkout` writes it dequantized to float32 so
+  stock `from_pretrained` loads it (`--raw` keeps the stored form).
   Biases and LayerNorms stay in float: they are tiny and sensitive.
 - `dtype="float16"|"bfloat16"`: every float tensor is cast; the result is a normal
   HF directory (`from_pretrained` loads it) with `torch_dtype` set accordingly.
