@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from lineage.steps.runners import DockerRunner, ProcessRunner, Runner
+from lineage.steps.spec import parse_spec
 
 TARGET_S = 1.0
 QUIET = logging.getLogger("bench.quiet")
@@ -35,7 +36,7 @@ def time_step(runner: Runner, spec: dict[str, object], repeat: int, work: Path) 
     for i in range(repeat + 1):
         out = work / f"{runner.name}-{i}"
         started = time.perf_counter()
-        runner.run_step({**spec, "out": str(out)}, timeout_s=300, logger=QUIET)
+        runner.run_step(parse_spec({**spec, "out": str(out)}), timeout_s=300, logger=QUIET)
         elapsed = time.perf_counter() - started
         shutil.rmtree(out, ignore_errors=True)
         if i:  # the first run warms page caches on both sides

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from lineage import graph
 from lineage.graph import schema as t
 from lineage.graph.engine import make_engine
 from lineage.graph.migrate import upgrade
+from lineage.graph.repo import GraphRepo
 
 KINDS = ("finetune", "adapter", "quantize", "distill", "prune")
 
@@ -108,24 +108,25 @@ def build_forest(url: str, total: int, seed: int = 0) -> tuple[list[int], list[i
 
 
 def time_queries(url: str, roots: list[int], leaves: list[int], samples: int = 30) -> dict:
-    engine = make_engine(url)
+    """Time the graph API's walks (`GraphRepo`), as the CLI and the cascade call them."""
+    repo = GraphRepo.connect(url)
     rng = random.Random(1)
     results: dict[str, list[float]] = {"descendants": [], "ancestors": []}
     sizes: dict[str, list[int]] = {"descendants": [], "ancestors": []}
-    with engine.connect() as conn:
-        graph.descendants_in_order(conn, roots[0])  # warm the page cache
+    with repo.transaction() as tx:  # one connection, as a command holds one
+        tx.descendant_ids([roots[0]])  # warm the page cache
         for _ in range(samples):
             root = rng.choice(roots)
             start = time.perf_counter()
-            found = graph.descendants_in_order(conn, root)
+            found = tx.descendant_ids([root])
             results["descendants"].append((time.perf_counter() - start) * 1000)
             sizes["descendants"].append(len(found))
             leaf = rng.choice(leaves)
             start = time.perf_counter()
-            found = graph.ancestors_in_order(conn, leaf)
+            found = tx.ancestor_ids([leaf])
             results["ancestors"].append((time.perf_counter() - start) * 1000)
             sizes["ancestors"].append(len(found))
-    engine.dispose()
+    repo.close()
     return {
         name: (
             statistics.median(values),
