@@ -23,6 +23,9 @@ class WorkspaceConfig:
     mlflow_tracking_uri: str = ""  # default: SQLite in .lineage/mlflow
     prefect_api_url: str = ""  # default: whatever Prefect is configured with
     delta_chain_depth: int = 8
+    # Modules whose `module:function` recipes and tests this workspace runs (see
+    # `code_trusted`); references are stored in the graph DB, which others can write.
+    trusted_code: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_toml(self) -> str:
@@ -44,6 +47,10 @@ class WorkspaceConfig:
             "[prefect]",
             f"api_url = {quote(self.prefect_api_url)}",
             "",
+            "[code]",
+            "# modules whose module:function recipes and tests may run here",
+            f"trusted = [{', '.join(quote(m) for m in self.trusted_code)}]",
+            "",
         ]
         return "\n".join(lines)
 
@@ -56,6 +63,7 @@ class WorkspaceConfig:
             delta_chain_depth=int(data.get("store", {}).get("delta_chain_depth", 8)),
             mlflow_tracking_uri=data.get("mlflow", {}).get("tracking_uri", ""),
             prefect_api_url=data.get("prefect", {}).get("api_url", ""),
+            trusted_code=[str(m) for m in data.get("code", {}).get("trusted", [])],
         )
 
 
@@ -80,4 +88,37 @@ def find_workspace_root(start: Path | str | None = None) -> Path:
     raise WorkspaceNotFoundError(
         f"no lineage workspace in {base} or any parent directory "
         "(run `lineage init`, pass --workspace DIR, or set LINEAGE_WORKSPACE)"
+    )
+
+
+#: Code that ships with lineage: always trusted.
+BUILTIN_CODE = "lineage"
+
+
+def code_module(reference: str) -> str | None:
+    """The module of a `module:function` reference; None for a plain recipe id (built-in
+    or an installed entry point, which come with the environment, not the DB).
+
+    >>> code_module("toy_recipes:scale"), code_module("finetune")
+    ('toy_recipes', None)
+    """
+    return reference.split(":", 1)[0] if ":" in reference else None
+
+
+def code_trusted(config: WorkspaceConfig, reference: str) -> bool:
+    """Whether the workspace may import and run `reference`: plain ids always; a
+    `module:function` only from lineage itself or a module listed in `[code] trusted`
+    (a listed package covers its submodules).
+
+    >>> code_trusted(WorkspaceConfig(trusted_code=["acme"]), "acme.recipes:tune")
+    True
+    >>> code_trusted(WorkspaceConfig(), "evil:run")
+    False
+    """
+    module = code_module(reference)
+    if module is None:
+        return True
+    return any(
+        module == allowed or module.startswith(allowed + ".")
+        for allowed in (BUILTIN_CODE, *config.trusted_code)
     )

@@ -96,6 +96,7 @@ class ModelInfo:
     auto_promote: bool
     require_approval: bool
     created_at: datetime
+    allow_untested: bool = False
     latest: int | None = None
     aliases: dict[str, int] = field(default_factory=dict)
 

@@ -14,8 +14,11 @@ from lineage.errors import InvalidNameError, InvalidReferenceError
 MAX_NAME_LENGTH = 200
 # Names travel into paths, URLs, MLflow registry names and Prefect resource ids,
 # so they are limited to characters that are safe in all of them.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# fullmatch, ASCII only: `$` would match before a trailing newline, and `\d` or
+# `str.isdigit` would accept other scripts' digits (Arabic-Indic one, superscript two).
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+_ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*", re.ASCII)
+_NUMBER_RE = re.compile(r"[0-9]+", re.ASCII)
 LATEST = "latest"
 RESERVED_ALIASES = frozenset({LATEST})
 
@@ -34,7 +37,7 @@ def validate_name(name: str, what: str = "model name") -> str:
         raise InvalidNameError(f"invalid {what} {name!r}: it contains a path separator")
     if ".." in name:
         raise InvalidNameError(f"invalid {what} {name!r}: it contains '..'")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"
@@ -44,7 +47,7 @@ def validate_name(name: str, what: str = "model name") -> str:
 
 def validate_alias(alias: str) -> str:
     """Return `alias` if it is a valid alias name (and not a reserved word)."""
-    if not _ALIAS_RE.match(alias or "") or len(alias) > 64:
+    if not isinstance(alias, str) or not _ALIAS_RE.fullmatch(alias) or len(alias) > 64:
         raise InvalidNameError(
             f"invalid alias {alias!r}: use letters, digits, '_' and '-', starting with a letter"
         )
@@ -95,18 +98,18 @@ def parse_ref(text: str) -> Ref:
         return Ref(name=name, alias=LATEST)
     if selector == "":
         raise InvalidReferenceError(f"invalid reference {text!r}: nothing after '@'")
-    if selector.isdigit():
+    if _NUMBER_RE.fullmatch(selector):
         number = int(selector)
         if number < 1:
             raise InvalidReferenceError(f"invalid reference {text!r}: versions start at 1")
         return Ref(name=name, version=number)
-    if selector.lstrip("-+").isdigit():
+    if _NUMBER_RE.fullmatch(selector.lstrip("-+")) or selector.lstrip("-+").isdigit():
         raise InvalidReferenceError(
             f"invalid reference {text!r}: a version is a positive whole number"
         )
     if selector == LATEST:
         return Ref(name=name, alias=LATEST)
-    if not _ALIAS_RE.match(selector):
+    if not _ALIAS_RE.fullmatch(selector):
         raise InvalidReferenceError(
             f"invalid reference {text!r}: {selector!r} is neither a version number nor an alias"
         )

@@ -5,6 +5,7 @@ For a real (tiny) transformer use `lineage.bundled.make_tiny_model`.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,38 @@ def weights_unchanged_fraction(
         if other is not None and other.shape == values.shape and other.dtype == values.dtype:
             same += int((values == other).sum())
     return same / total if total else 1.0
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    *,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run `lineage ARGS` as a real process in `cwd` (the workspace found from there, not
+    from $LINEAGE_WORKSPACE); with `check`, fail with its stderr on a non-zero exit."""
+    import os
+    import sys
+
+    full_env = {**os.environ, "LINEAGE_AUTHOR": "tester", **(env or {})}
+    full_env.pop("LINEAGE_WORKSPACE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "lineage.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lineage {args} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a failed command printed (asserts there is one)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

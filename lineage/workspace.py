@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,12 +50,20 @@ class Workspace:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def init(cls, path: str | Path = ".", *, graph_url: str = "", store_url: str = "") -> Workspace:
-        """Create a workspace in `path` (created if missing) and migrate its graph DB.
+    def init(
+        cls,
+        path: str | Path = ".",
+        *,
+        graph_url: str = "",
+        store_url: str = "",
+        prepare: Callable[[Workspace], object] | None = None,
+    ) -> Workspace:
+        """Create a workspace in `path` (created if missing) and migrate its graph DB;
+        `prepare(workspace)` then readies anything else it needs (the MLflow store).
 
-        A failed init (an unreachable DB, a bad URL) leaves nothing behind: the config
-        file, the marker of a workspace, is written last, and what this call created
-        is removed on failure.
+        A failed init (an unreachable DB or tracking server, a bad URL) leaves nothing
+        behind: the config file, the marker of a workspace, is written last, and what
+        this call created is removed on failure.
         """
         root = Path(path).expanduser().resolve()
         lineage_dir = root / LINEAGE_DIR
@@ -75,9 +83,11 @@ class Workspace:
                     f"cannot create the graph DB at {redact_url(workspace.graph_url)}: "
                     f"{redact_url(_first_line(exc))}"
                 ) from None
-            workspace.close()
             if not config.graph_url:
                 os.chmod(lineage_dir / "graph.db", PRIVATE_MODE)
+            if prepare is not None:
+                prepare(workspace)
+            workspace.close()
             _write_private(lineage_dir / CONFIG_FILE, config.to_toml())
         except BaseException:
             workspace.close()
@@ -120,6 +130,10 @@ class Workspace:
 
             self._store = ObjectStore.open(self.store_url)
         return self._store
+
+    def save_config(self) -> None:
+        """Write the config back to `.lineage/config.toml` (owner-only, atomically)."""
+        _write_private(self.lineage_dir / CONFIG_FILE, self.config.to_toml())
 
     def close(self) -> None:
         if self._graph is not None:

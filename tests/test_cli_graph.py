@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from lineage.testing import write_tiny_weights
-
-LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
+from lineage.testing import run_cli, write_tiny_weights
 
 
 def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LINEAGE_AUTHOR": "tester"}
-    env.pop("LINEAGE_WORKSPACE", None)
-    result = subprocess.run(
-        [*LINEAGE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"lineage {args} failed: {result.stderr}")
-    return result
+    return run_cli(args, cwd, check=check)
 
 
 @pytest.fixture(scope="module")

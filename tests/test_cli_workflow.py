@@ -7,27 +7,17 @@ the documented exit code, and leave the workspace unchanged.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lineage.bundled import make_tiny_model
-
-LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
+from lineage.testing import run_cli
 
 
 def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LINEAGE_AUTHOR": "tester"}
-    env.pop("LINEAGE_WORKSPACE", None)
-    result = subprocess.run(
-        [*LINEAGE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"lineage {args} failed ({result.returncode}): {result.stderr}")
-    return result
+    return run_cli(args, cwd, check=check)
 
 
 def as_json(args: list[str], cwd: Path):  # type: ignore[no-untyped-def]

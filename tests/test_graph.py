@@ -77,20 +77,25 @@ def test_versions_latest_and_versioning_edges(workspace, tiny_weights) -> None:
 def test_aliases_and_history(workspace, tiny_weights) -> None:
     _family(workspace, tiny_weights)
     commit(workspace, "soup", source=tiny_weights(21))
-    set_alias(workspace, "soup@1", "champion", reason="first")
-    assert workspace.resolve("soup@champion").ref == "soup@1"
-    event = set_alias(workspace, "soup@2", "champion", action="promote", reason="better")
+    set_alias(workspace, "soup@1", "staging", reason="first")
+    assert workspace.resolve("soup@staging").ref == "soup@1"
+    event = set_alias(workspace, "soup@2", "staging", reason="better")
     assert (event.from_version, event.to_version) == (1, 2)
-    assert workspace.resolve("soup@champion").ref == "soup@2"
-    assert workspace.model("soup").aliases == {"champion": 2}
+    assert workspace.resolve("soup@staging").ref == "soup@2"
+    assert workspace.model("soup").aliases == {"staging": 2}
     history = workspace.alias_history("soup")
-    assert [(e.action, e.from_version, e.to_version) for e in history] == [
-        ("set", None, 1),
-        ("promote", 1, 2),
+    assert [(e.action, e.from_version, e.to_version, e.reason) for e in history] == [
+        ("set", None, 1, "first"),
+        ("set", 1, 2, "better"),
     ]
-    remove_alias(workspace, "soup", "champion")
+    remove_alias(workspace, "soup", "staging")
     with pytest.raises(VersionNotFoundError):
-        workspace.resolve("soup@champion")
+        workspace.resolve("soup@staging")
+    # The serving aliases move only through the test gate.
+    for gated in ("champion", "candidate", "previous"):
+        with pytest.raises(UsageError, match="lineage promote"):
+            set_alias(workspace, "soup@1", gated)
+    assert workspace.model("soup").aliases == {}
 
 
 def test_search_by_kind_and_recipe(workspace, tiny_weights) -> None:

@@ -8,9 +8,7 @@ losslessly and checks out bit-exactly. Checkout and show say when weights are ap
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +24,17 @@ from lineage.ops.checkout import checkout
 from lineage.ops.lossy import applicable_tests, lossy_request
 from lineage.ops.tests import declare_model_test, disable_test, resolve_tests
 from lineage.store import stats
+from lineage.testing import run_cli
 from lineage.workspace import Workspace
 
 torch.set_num_threads(2)
 
-LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
 ACC = {"threshold": 0.8, "dataset": "sentiment"}
 UNCHANGED = {"ref": "lineage.testing:weights_unchanged_fraction", "threshold": 0.0}
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LINEAGE_AUTHOR": "tester"}
-    env.pop("LINEAGE_WORKSPACE", None)
-    return subprocess.run(
-        [*LINEAGE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
-    )
+    return run_cli(args, cwd, check=False)
 
 
 def same_files(a: Path, b: Path) -> bool:

@@ -29,19 +29,24 @@ def init(
     from lineage.redact import redact_url
     from lineage.workspace import Workspace
 
-    workspace = Workspace.init(directory, graph_url=db_url, store_url=store_url)
-    mlflow_uri = None
-    if tracking:
+    mlflow_uri: list[str] = []
+
+    def prepare(workspace: Workspace) -> None:
+        # Migrate the MLflow DB once, here, before parallel cascade tasks touch it; a
+        # tracking server that does not answer fails the init (and leaves nothing).
         from lineage.tracking import init_tracking
 
-        # Migrate the MLflow DB once, here, before parallel cascade tasks touch it.
-        mlflow_uri = init_tracking(workspace)
+        mlflow_uri.append(init_tracking(workspace))
+
+    workspace = Workspace.init(
+        directory, graph_url=db_url, store_url=store_url, prepare=prepare if tracking else None
+    )
     if json_out:
         print_json(
             {
                 "root": str(workspace.root),
                 "graph_url": redact_url(workspace.graph_url),
-                "mlflow": None if mlflow_uri is None else redact_url(mlflow_uri),
+                "mlflow": redact_url(mlflow_uri[0]) if mlflow_uri else None,
             }
         )
     else:

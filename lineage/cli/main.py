@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "lineage.cli.tests",
     "lineage.cli.cascade",
     "lineage.cli.promote",
+    "lineage.cli.trust",
     "lineage.cli.sync",
     "lineage.cli.image",
 ]

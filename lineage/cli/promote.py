@@ -99,10 +99,56 @@ def rollback(
     _print_result(result, json_out)
 
 
+def policy(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., metavar="MODEL"),
+    auto_promote: bool = typer.Option(
+        None,
+        "--auto-promote/--manual",
+        help="Whether a passing cascade makes a version champion (or only candidate).",
+        show_default=False,
+    ),
+    require_approval: bool = typer.Option(
+        None,
+        "--require-approval/--no-require-approval",
+        help="Whether a promotion needs a named approver (the promotion flow asks for one).",
+        show_default=False,
+    ),
+    allow_untested: bool = typer.Option(
+        None,
+        "--allow-untested/--no-allow-untested",
+        help="Whether a version that no test applies to may be promoted.",
+        show_default=False,
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """Show or change how MODEL is promoted (no options: show it)."""
+    from lineage.ops.promote import set_model_policy
+
+    model = set_model_policy(
+        workspace_from(ctx),
+        name,
+        auto_promote=auto_promote,
+        require_approval=require_approval,
+        allow_untested=allow_untested,
+    )
+    if json_out:
+        print_json(model.to_dict())
+        return
+    say(
+        f"{model.name}: "
+        + ("promoted automatically" if model.auto_promote else "promoted by hand")
+        + (", needs approval" if model.require_approval else "")
+        + (", untested versions may be promoted" if model.allow_untested else "")
+    )
+
+
 def alias(
     ctx: typer.Context,
     ref: str = typer.Argument(..., metavar="REF", help="Version the alias should point to."),
-    name: str = typer.Argument(..., metavar="ALIAS", help="Alias, e.g. staging, canary."),
+    name: str = typer.Argument(
+        ..., metavar="ALIAS", help="Alias, e.g. staging (champion/candidate/previous: promote)."
+    ),
     reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why (recorded)."),
     json_out: bool = JsonOption,
 ) -> None:
@@ -119,4 +165,5 @@ def alias(
 def register(app: typer.Typer) -> None:
     app.command()(promote)
     app.command()(rollback)
+    app.command()(policy)
     app.command()(alias)

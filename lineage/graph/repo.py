@@ -287,6 +287,7 @@ class GraphRepo:
                     auto_promote=bool(row.auto_promote),
                     require_approval=bool(row.require_approval),
                     created_at=as_utc(row.created_at),
+                    allow_untested=bool(row.allow_untested),
                     latest=latest.get(row.id),
                     aliases=dict(sorted(alias_map.get(row.id, {}).items())),
                 )
@@ -321,6 +322,7 @@ class GraphRepo:
                             tags=[],
                             auto_promote=True,
                             require_approval=False,
+                            allow_untested=False,
                             created_at=now,
                         )
                     ).inserted_primary_key[0]

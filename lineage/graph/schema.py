@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from lineage.records import DERIVATION, DERIVATION_KINDS, EDGE_TYPES, VERSIONING
@@ -38,6 +39,8 @@ models = Table(
     # Promotion policy: automatic (champion moves on a passing cascade) or gated.
     Column("auto_promote", Boolean, nullable=False, default=True),
     Column("require_approval", Boolean, nullable=False, default=False),
+    # A version with no applicable test passes the gate only if this says so.
+    Column("allow_untested", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

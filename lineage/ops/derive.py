@@ -30,7 +30,7 @@ from lineage.records import Provenance, VersionInfo
 from lineage.refs import validate_name
 
 if TYPE_CHECKING:
-    from lineage.recipes import TrainingProgress
+    from lineage.recipes import Recipe, TrainingProgress
     from lineage.steps.runners import Runner
     from lineage.workspace import Workspace
 
@@ -55,8 +55,11 @@ class RecipeRun:
     seconds: float = 0.0
 
     def provenance(self, data: str | None) -> Provenance:
-        """The provenance a version made by this run records."""
-        return recipe_provenance(
+        """The provenance a version made by this run records (with the user code's
+        module and source hash, for a `module:function` recipe)."""
+        from lineage.ops.code import code_fingerprint
+
+        provenance = recipe_provenance(
             recipe_id=self.recipe_id,
             recipe_version=self.recipe_version,
             params=self.params,
@@ -68,6 +71,19 @@ class RecipeRun:
             layout=self.layout,
             seconds=self.seconds,
         )
+        code = code_fingerprint(self.recipe_id)
+        if code is not None:
+            provenance.extra["code"] = code
+        return provenance
+
+
+def trusted_recipe(workspace: Workspace, recipe_id: str) -> Recipe:
+    """The recipe `recipe_id`, once the workspace trusts its code (`lineage.ops.code`)."""
+    from lineage.ops.code import check_trusted
+    from lineage.recipes import get_recipe
+
+    check_trusted(workspace, recipe_id, "recipe")
+    return get_recipe(recipe_id)
 
 
 def as_runner(runner: Runner | str | None, progress: TrainingProgress | None = None) -> Runner:
@@ -99,10 +115,9 @@ def run_recipe(
     """
     from lineage.datasets import load_dataset
     from lineage.ops.checkout import checkout
-    from lineage.recipes import get_recipe
     from lineage.steps.spec import DeriveSpec
 
-    recipe = get_recipe(recipe_id)
+    recipe = trusted_recipe(workspace, recipe_id)
     typed = recipe.validate_params(params or {})
     if data is not None:
         load_dataset(data)  # DataError now, not after the checkout
@@ -186,7 +201,10 @@ def materialize(workspace: Workspace, spec: dict[str, Any], out_dir: Path) -> No
     """Re-make a derivable version into `out_dir`: check out its parents (by manifest
     id, themselves possibly derivable) and run the recorded recipe on them."""
     from lineage.ops.checkout import write_manifest
+    from lineage.ops.code import check_trusted
 
+    # The spec comes from a manifest in the store, which others may write.
+    check_trusted(workspace, str(spec.get("recipe", "")), "recipe")
     with tempfile.TemporaryDirectory(prefix="lineage-materialize-") as tmp:
         parent_dirs = []
         for index, manifest_id in enumerate(spec.get("parents", [])):
@@ -216,7 +234,6 @@ def add_from_recipe(
 ) -> VersionInfo:
     """Make a new model `name@1` by running a recipe on `parents`."""
     from lineage.ops.add import add
-    from lineage.recipes import get_recipe
 
     validate_name(name)
     if workspace.graph.model_exists(name):
@@ -225,7 +242,7 @@ def add_from_recipe(
         raise ModelExistsError(f"model {name!r} already exists (use `lineage derive`)")
     if not parents:
         raise RecipeError(f"recipe {recipe_id!r} needs at least one --parent")
-    recipe = get_recipe(recipe_id)
+    recipe = trusted_recipe(workspace, recipe_id)
     pinned = _pinned(workspace, parents)
     with tempfile.TemporaryDirectory(prefix="lineage-derive-") as tmp:
         run = run_recipe(
@@ -256,14 +273,13 @@ def rederive(
     """Re-run `ref`'s recipe (same params and data spec) on `parents`; commit the
     result as the next version of `ref`'s model."""
     from lineage.ops.add import commit
-    from lineage.recipes import get_recipe
 
     old = workspace.resolve(ref)
     if not old.recipe_id:
         raise RecipeError(
             f"{old.ref} was not made by a recipe (added from files), so it cannot be re-derived"
         )
-    recipe = get_recipe(old.recipe_id)
+    recipe = trusted_recipe(workspace, old.recipe_id)
     if not parents:
         parents = [link.ref for link in old.derivation_parents]
     pinned = _pinned(workspace, parents)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 PREVIOUS = "previous"
 CANDIDATE = "candidate"
+#: The serving aliases: moved only by this module's gate, promote and rollback.
+GATED_ALIASES = frozenset({CHAMPION, PREVIOUS, CANDIDATE})
 
 # Test seam: called after each model's MLflow aliases moved, inside the DB
 # transaction. Tests point it at something that fails, to prove nothing is left
@@ -106,21 +108,33 @@ def declared_test_names(workspace: Workspace, version: VersionInfo) -> set[str]:
 
 
 def check_tests_passed(workspace: Workspace, version: VersionInfo, *, what: str) -> None:
-    """Refuse (`PromotionError`) unless every test of `version` has a passing newest result.
+    """Refuse (`PromotionError`) unless every test that applies to `version` has a
+    passing newest result. A version no test applies to is refused too — nothing vouches
+    for it — unless its model's policy allows untested versions.
 
     `what` starts the message: "cannot promote sentiment@3", "cannot roll back to ...".
     """
+    declared = declared_test_names(workspace, version)
     results = workspace.graph.latest_results(version.id)
+    if not declared:
+        if workspace.model(version.model).allow_untested:
+            return
+        found = "no test results" if not results else "only results of tests that no longer apply"
+        raise PromotionError(
+            f"{what}: no test applies to {version.ref} ({found}), so nothing vouches for it; "
+            "declare a test on it or an ancestor, or allow untested versions with "
+            f"`lineage policy {version.model} --allow-untested`"
+        )
     if not results:
         raise PromotionError(
             f"{what}: {version.ref} has no test results (run `lineage test {version.ref}` first)"
         )
-    failed = sorted(name for name, result in results.items() if not result.passed)
+    failed = sorted(name for name in declared if name in results and not results[name].passed)
     if failed:
         raise PromotionError(
             f"{what}: {version.ref} failed {len(failed)} test(s): {', '.join(failed)}"
         )
-    missing = sorted(declared_test_names(workspace, version) - set(results))
+    missing = sorted(declared - set(results))
     if missing:
         raise PromotionError(
             f"{what}: {version.ref} has not run test(s) {', '.join(missing)} "
@@ -135,6 +149,7 @@ def set_model_policy(
     *,
     auto_promote: bool | None = None,
     require_approval: bool | None = None,
+    allow_untested: bool | None = None,
     description: str | None = None,
 ) -> ModelInfo:
     """Change how a model is promoted (automatically on a passing cascade, or gated by
@@ -144,6 +159,8 @@ def set_model_policy(
         values["auto_promote"] = auto_promote
     if require_approval is not None:
         values["require_approval"] = require_approval
+    if allow_untested is not None:
+        values["allow_untested"] = allow_untested
     if description is not None:
         values["description"] = description
     workspace.graph.set_model_policy(name, values)

@@ -100,6 +100,7 @@ def declare_model_test(
     the same name. Validated first: a bad declaration stores nothing."""
     from lineage.modeltests import declare_test
 
+    _check_user_code(workspace, kind, params or {})
     decl = declare_test(name, kind, params)
     workspace.graph.upsert_test(model, decl.name, decl.kind, dict(decl.params), disabled=False)
     return decl
@@ -140,6 +141,15 @@ def resolve_tests(workspace: Workspace, ref: str) -> list[ResolvedTest]:
     return resolve_tests_along(workspace, version_chain(workspace, workspace.resolve(ref)))
 
 
+def _check_user_code(workspace: Workspace, kind: str, params: dict[str, Any]) -> None:
+    """A `user` test names `module:function` code: run it only from trusted modules
+    (declarations live in the graph DB, which others can write)."""
+    if kind == "user":
+        from lineage.ops.code import check_trusted
+
+        check_trusted(workspace, str(params.get("ref", "")), "test")
+
+
 def resolve_tests_along(workspace: Workspace, chain: list[str]) -> list[ResolvedTest]:
     """Resolve declarations along a model chain (the model itself first, then its
     lineage, nearest first): the nearest declaration of a name wins, and an opt-out
@@ -160,6 +170,7 @@ def resolve_tests_along(workspace: Workspace, chain: list[str]) -> list[Resolved
             if row.disabled:
                 chosen[row.name] = None
                 continue
+            _check_user_code(workspace, row.kind, row.params)  # before it is imported
             chosen[row.name] = ResolvedTest(
                 TestDeclaration(name=row.name, kind=row.kind, params=dict(row.params)),
                 declared_on=model,

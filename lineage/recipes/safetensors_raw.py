@@ -103,7 +103,7 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
             header = json.loads(fh.read(length))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested arrays
         raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from None
     metadata = header.pop("__metadata__", None) or {}
     return header, metadata, 8 + length

@@ -259,6 +259,7 @@ def run_probe(spec: ProbeSpec) -> dict[str, Any]:
     report["root_fs_writable"], report["root_fs_detail"] = _root_writable()
     report["tmp_writable"] = os.access("/tmp", os.W_OK)
     report["out_writable"] = os.access(spec.out, os.W_OK)
+    report["environment_names"] = sorted(os.environ)  # names only: what a step can see
     with contextlib.suppress(OSError):
         report["interfaces"] = sorted(os.listdir("/sys/class/net"))
     for name in spec.imports:

@@ -73,7 +73,8 @@ def parse_header(head: bytes, file_size: int, where: str) -> SafetensorsLayout:
         raise WeightsError(f"{where}: truncated safetensors header")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: deeply nested arrays, a header built to crash the parser
         raise WeightsError(
             f"{where}: malformed safetensors header ({exc.__class__.__name__})"
         ) from None

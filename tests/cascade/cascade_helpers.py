@@ -52,8 +52,10 @@ def build_family(
     returned either way). Every descendant records a toy recipe; a size test
     declared on base is inherited by all of them.
     """
+    from lineage.ops.code import trust
     from lineage.ops.tests import declare_model_test
 
+    trust(ws, TOY)  # the toy recipes are `toy_recipes:NAME` references
     counter = iter(range(1000))
 
     def weights() -> Path:

@@ -30,9 +30,11 @@ def two_branches(tmp_path: Path, toy_path: None) -> Workspace:
     Every descendant uses `hang_while` (no flag: it only scales), which records the
     pid of the process it ran in as a metric.
     """
+    from lineage.ops.code import trust
     from lineage.ops.tests import declare_model_test
 
     ws = Workspace.init(tmp_path / "ws")
+    trust(ws, "toy_recipes")
     add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     for seed, (name, parent) in enumerate([("a", "base@1"), ("b", "base@1"), ("a-q", "a@1")], 1):
         add(

@@ -17,7 +17,7 @@ import pytest
 from cascade_helpers import REPO, VENV_BIN, build_family, child_env, version_counts
 
 from lineage.ops.add import add, commit
-from lineage.ops.alias import set_alias
+from lineage.ops.promote import promote
 from lineage.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(240)
@@ -334,7 +334,7 @@ def test_sweep_reports_regressions(prefect_server: str, tmp_path: Path) -> None:
     add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
     assert run_tests(ws, "base@1").passed
-    set_alias(ws, "base@1", "champion")
+    promote(ws, "base@1", track=False)
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         state = sweep_flow(workspace=str(ws.root), track=False, return_state=True)
         assert state.is_completed()

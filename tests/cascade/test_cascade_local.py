@@ -21,9 +21,11 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def small_family(tmp_path: Path, toy_path: None) -> Workspace:
     """base → ft → ft-q (ft-q promotes only by approval), a size test on base, base@2."""
+    from lineage.ops.code import trust
     from lineage.ops.tests import declare_model_test
 
     ws = Workspace.init(tmp_path / "ws")
+    trust(ws, "toy_recipes")
     add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     add(
         ws,

@@ -7,8 +7,7 @@ import pytest
 from lineage.cascade.node import gate_node, is_transient
 from lineage.errors import DataError, RecipeError, RunnerError, UsageError
 from lineage.ops.add import add, commit
-from lineage.ops.alias import set_alias
-from lineage.ops.promote import set_model_policy
+from lineage.ops.promote import promote, set_model_policy
 
 
 def test_transient_failures_are_retried_and_bad_input_is_not() -> None:
@@ -33,7 +32,7 @@ def tested(sqlite_workspace, tiny_weights):  # type: ignore[no-untyped-def]
     commit(ws, "m", source=tiny_weights(1))
     declare_model_test(ws, "m", "small-enough", "size", {"max_params": 100_000})
     assert run_tests(ws, "m@1").passed and run_tests(ws, "m@2").passed
-    set_alias(ws, "m@1", "champion")
+    promote(ws, "m@1", track=False)
     return ws
 
 

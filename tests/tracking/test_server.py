@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from lineage.errors import TrackingError
 from lineage.graph import schema as t
 from lineage.ops.add import add, commit
-from lineage.ops.alias import set_alias
 from lineage.ops.promote import promote, rollback
 from lineage.testing import free_port
 from lineage.tracking import mlflow_session, record_derive, sync_workspace, tracking_uri
@@ -111,8 +110,8 @@ def test_unreachable_server_fails_clearly_and_sync_repairs(
     assert proc.returncode == TrackingError.exit_code, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: MLflow tracking")
 
-    # Work recorded in lineage while MLflow was down (aliases set directly)...
-    set_alias(ws, "fault-ft@1", "champion", reason="hotfix while MLflow was down")
+    # Work recorded in lineage while MLflow was down (promoted without tracking)...
+    promote(ws, "fault-ft@1", reason="hotfix while MLflow was down", track=False)
     # ... is repaired once the server is back, idempotently.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     report = sync_workspace(ws)

@@ -18,8 +18,7 @@ import lineage.ops.promote as promote_module
 from lineage.errors import PromotionError
 from lineage.graph import schema as t
 from lineage.ops.add import add, commit
-from lineage.ops.alias import remove_alias, set_alias
-from lineage.ops.promote import promote, rollback, set_model_policy
+from lineage.ops.promote import gate, promote, rollback, set_model_policy
 from lineage.records import Provenance
 from lineage.tracking import (
     mlflow_session,
@@ -207,7 +206,10 @@ def test_promote_moves_champion_and_previous_and_records_history(
     commit(ws, "m", source=tiny_weights(1))
     for ref in ("m@1", "m@2"):
         record_results(ws, ref)
-    set_alias(ws, "m@2", "candidate")
+    set_model_policy(ws, "m", auto_promote=False)  # the gate marks m@2 candidate only
+    assert gate(ws, "m@2", True, reason="tests passed", actor="ci", track=False).aliases == [
+        "candidate"
+    ]
     promote(ws, "m@1", actor="ci", reason="first release")
     result = promote(ws, "m@2", actor="bob", reason="better")
     assert (result.from_version, result.to_version) == (1, 2)
@@ -339,9 +341,10 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
         ),
     )
     record_results(ws, "ft@1")
-    # Aliases set in the lineage DB only (as if MLflow had been down).
-    set_alias(ws, "ft@1", "champion")
-    set_alias(ws, "base@1", "candidate")
+    # Aliases moved in the lineage DB only (as if MLflow had been down).
+    promote(ws, "ft@1", track=False)
+    set_model_policy(ws, "base", auto_promote=False)
+    gate(ws, "base@1", True, reason="tests passed", actor="ci", track=False)
     report = sync_workspace(ws)
     assert report.changed
     assert set(report.derive_runs) == {"ft@1"} and set(report.test_runs) == {"ft@1"}
@@ -356,8 +359,9 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
     assert mlflow_alias_numbers(ws, "ft") == {"champion": 1}
     assert mlflow_alias_numbers(ws, "base") == {"candidate": 1}
     assert not sync_workspace(ws).changed
-    # An alias removed in lineage disappears from MLflow too.
-    remove_alias(ws, "base", "candidate")
-    assert sync_aliases(ws, "base") == {}
-    assert mlflow_alias_numbers(ws, "base") == {}
+    # An alias removed in lineage disappears from MLflow too (promotion consumes it).
+    record_results(ws, "base@1")
+    promote(ws, "base@1", track=False)
+    assert set(sync_aliases(ws, "base")) == {"champion"}
+    assert mlflow_alias_numbers(ws, "base") == {"champion": 1}
     assert register_version(ws, ws.resolve("base@1")) == "1"

@@ -154,7 +154,8 @@ def read_step_json(path: Path) -> dict[str, Any] | None:
     """A JSON object a step wrote, or None. Never follows a symbolic link: the step is
     not trusted to point the host at files outside its output folder."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: opening a FIFO the step left there must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
