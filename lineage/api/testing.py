@@ -26,7 +26,7 @@ from sqlalchemy import and_, select
 
 from lineage.db import schema as t
 from lineage.errors import ModelTestError
-from lineage.modeltests import TestDeclaration, TestOutcome, declare_test, run_model_test
+from lineage.modeltests import TestDeclaration, TestOutcome, declare_test
 from lineage.records import VersionInfo
 
 if TYPE_CHECKING:
@@ -257,6 +257,8 @@ def _run_on_version(
     """Check the version (and its first parent) out, run `tests`, store each result."""
     if not tests:
         return []
+    from lineage.modeltests import run_model_test  # imports torch: only to run tests
+
     data = data or (version.extra or {}).get("data")
     parents = version.derivation_parents
     outcomes = []

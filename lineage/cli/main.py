@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "lineage.cli.cascade_cmds",
     "lineage.cli.registry_cmds",
     "lineage.cli.image_cmds",
+    "lineage.cli.ui_cmds",
 ]
 
 
