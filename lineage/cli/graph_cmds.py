@@ -434,8 +434,13 @@ def graph(
     if fmt not in GRAPH_FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
     workspace = workspace_from(ctx)
-    view = GraphView.from_dict(workspace.graph_data(names or None, all_versions=all_versions))
-    rendered = RENDERERS[fmt](view)
+    if fmt == "html":  # the lineage ui app as one file: panels, tests, cascades included
+        from lineage.ui.export import export_html
+
+        rendered = export_html(workspace, names or None, all_versions=all_versions)
+    else:
+        view = GraphView.from_dict(workspace.graph_data(names or None, all_versions=all_versions))
+        rendered = RENDERERS[fmt](view)
     if output is not None:
         output.write_text(rendered + "\n")
         if not json_out:

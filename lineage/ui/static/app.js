@@ -1681,7 +1681,13 @@
         h(
           "tr",
           null,
-          h("td", null, h("b", { text: model.name }), model.tags.length ? h("div", { class: "chips" }, model.tags.map((t) => h("span", { class: "chip", text: t }))) : null),
+          h(
+            "td",
+            null,
+            h("b", { text: model.name }),
+            model.description ? h("div", { class: "muted", text: model.description }) : null,
+            model.tags.length ? h("div", { class: "chips" }, model.tags.map((t) => h("span", { class: "chip", text: t }))) : null
+          ),
           h("td", null, model.latest ? refButton(`${model.name}@${model.latest}`, "@" + model.latest) : "–"),
           h("td", null, h("div", { class: "chips" }, Object.entries(model.aliases).map(([alias, n]) => h("span", { class: "chip " + aliasClass(alias), text: `${alias} @${n}` }))))
         )
