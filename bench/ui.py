@@ -10,8 +10,9 @@ For 50, 500 and 2,000 synthetic versions it prints, per view ("current family" a
 
 The page is the HTML export (data embedded), so the figures are the browser's alone;
 the server's side is measured too, on real SQLite workspaces of the same sizes made
-with tiny weights: the time of `/api/graph` (what the first paint waits for) and of
-`/api/status` (test statuses, fetched after the first paint).
+with tiny weights: how long `lineage ui` takes from the command to a page that answers,
+and the time of `/api/graph` (what the first paint waits for) and of `/api/status`
+(test statuses, fetched after the first paint).
 
 Synthetic graph: families of models, each model derived from a recent model of its
 family (depth at most 4, about one in twelve a merge of two), 1-4 versions each, each
@@ -28,6 +29,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,33 +223,61 @@ def make_workspace(root: Path, size: int) -> Any:
     return ws
 
 
-def server_figures(sizes: list[int], runs: int) -> None:
-    from lineage.ui.server import make_server
+def start_cli(root: Path) -> tuple[Any, str, float]:
+    """`lineage ui` as a user starts it; (process, URL, ms until the page answers)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lineage.cli.main",
+            "-w",
+            str(root),
+            "ui",
+            "--no-browser",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    url = line.split(" at ")[1].split(" ")[0]
+    with urllib.request.urlopen(url, timeout=60) as response:
+        response.read()
+    return process, url, (time.perf_counter() - started) * 1000
 
+
+def server_figures(sizes: list[int], runs: int) -> None:
     print()
-    print("server (real SQLite workspace, tiny weights; median of", runs, "requests)")
+    print(
+        "server: `lineage ui` on a real SQLite workspace (tiny weights); requests: median of", runs
+    )
     print(f"{'versions':>9} {'start ms':>9} {'/api/graph ms':>14} {'/api/status ms':>15}")
     with tempfile.TemporaryDirectory(prefix="lineage-bench-ui-ws-") as tmp:
         for size in sizes:
-            ws = make_workspace(Path(tmp) / f"ws-{size}", size)
-            started = time.perf_counter()
-            server = make_server(ws, port=0)
-            start_ms = (time.perf_counter() - started) * 1000
-            import threading
-
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            figures = {}
-            for path in ("api/graph", "api/status"):
-                samples = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    with urllib.request.urlopen(server.url + path, timeout=600) as response:
-                        response.read()
-                    samples.append((time.perf_counter() - t0) * 1000)
-                figures[path] = statistics.median(samples)
-            server.shutdown()
-            server.server_close()
-            ws.close()
+            root = Path(tmp) / f"ws-{size}"
+            make_workspace(root, size).close()
+            process, url, start_ms = start_cli(root)
+            try:
+                figures = {}
+                for path in ("api/graph", "api/status"):
+                    samples = []
+                    for _ in range(runs):
+                        t0 = time.perf_counter()
+                        with urllib.request.urlopen(url + path, timeout=600) as response:
+                            response.read()
+                        samples.append((time.perf_counter() - t0) * 1000)
+                    figures[path] = statistics.median(samples)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
             print(
                 f"{size:>9} {start_ms:>9.0f} {figures['api/graph']:>14.0f} "
                 f"{figures['api/status']:>15.0f}"

@@ -791,6 +791,88 @@
     const { k, x, y } = state.view;
     $("viewport").setAttribute("transform", `translate(${x},${y}) scale(${k})`);
     $("graph").classList.toggle("lod-low", k < 0.4);
+    drawMinimap();
+  }
+
+  // ---------------------------------------------------------------- minimap
+  const MINIMAP_W = 220;
+  const MINIMAP_H = 150;
+
+  function cssColour(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#999";
+  }
+
+  /** The whole graph in miniature with the visible part framed; hidden when it all fits. */
+  function drawMinimap() {
+    const canvas = $("minimap");
+    const layout = state.layout;
+    if (!layout || !layout.nodes.size) {
+      canvas.hidden = true;
+      return;
+    }
+    const rect = $("graph").getBoundingClientRect();
+    const { k, x, y } = state.view;
+    const view = { x0: -x / k, y0: -y / k, x1: (rect.width - x) / k, y1: (rect.height - y) / k };
+    const fits = view.x0 <= 0 && view.y0 <= 0 && view.x1 >= layout.width && view.y1 >= layout.height;
+    canvas.hidden = fits;
+    if (fits) return;
+    const ratio = window.devicePixelRatio || 1;
+    if (canvas.width !== MINIMAP_W * ratio) {
+      canvas.width = MINIMAP_W * ratio;
+      canvas.height = MINIMAP_H * ratio;
+    }
+    const scale = Math.min((MINIMAP_W - 16) / layout.width, (MINIMAP_H - 16) / layout.height);
+    const ox = (MINIMAP_W - layout.width * scale) / 2;
+    const oy = (MINIMAP_H - layout.height * scale) / 2;
+    state.minimap = { scale, ox, oy };
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, MINIMAP_W, MINIMAP_H);
+    const colours = {
+      passed: cssColour("--passed"),
+      failed: cssColour("--failed"),
+      blocked: cssColour("--blocked"),
+      untested: cssColour("--untested"),
+      unknown: "#c5ccd8",
+    };
+    const w = Math.max(1.5, NODE_W * scale);
+    const h = Math.max(1.5, NODE_H * scale);
+    for (const [id, p] of layout.nodes) {
+      ctx.fillStyle = colours[statusOf(state.byId.get(id))] || colours.unknown;
+      ctx.fillRect(ox + p.x * scale, oy + p.y * scale, w, h);
+    }
+    ctx.strokeStyle = cssColour("--accent");
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(
+      ox + view.x0 * scale,
+      oy + view.y0 * scale,
+      (view.x1 - view.x0) * scale,
+      (view.y1 - view.y0) * scale
+    );
+  }
+
+  function installMinimap() {
+    const canvas = $("minimap");
+    let dragging = false;
+    const moveTo = (event) => {
+      if (!state.minimap) return;
+      const box = canvas.getBoundingClientRect();
+      const { scale, ox, oy } = state.minimap;
+      const lx = (event.clientX - box.left - ox) / scale;
+      const ly = (event.clientY - box.top - oy) / scale;
+      const rect = $("graph").getBoundingClientRect();
+      state.view.x = rect.width / 2 - lx * state.view.k;
+      state.view.y = rect.height / 2 - ly * state.view.k;
+      applyView();
+    };
+    canvas.addEventListener("pointerdown", (event) => {
+      dragging = true;
+      canvas.setPointerCapture(event.pointerId);
+      moveTo(event);
+    });
+    canvas.addEventListener("pointermove", (event) => dragging && moveTo(event));
+    canvas.addEventListener("pointerup", () => (dragging = false));
+    window.addEventListener("resize", drawMinimap);
   }
 
   function zoomAt(factor, cx, cy) {
@@ -960,6 +1042,7 @@
       state.selected = null;
       if (state.cascadeId !== null) {
         state.cascadeId = null;
+        syncModeButtons();
         render();
         fitAll(0.35);
       }
@@ -1365,6 +1448,7 @@
   function selectCascade(id, focusRef) {
     const changed = state.cascadeId !== id;
     state.cascadeId = id;
+    syncModeButtons();
     state.selected = focusRef;
     showTab("cascades");
     renderCascades();
@@ -1488,7 +1572,11 @@
     const tests = node.tests || {};
     let testText = "";
     if (tests.skipped) testText = "tests passed earlier";
-    else if (tests.total !== undefined) testText = tests.passed ? `${tests.total} tests passed` : `failed: ${(tests.failed || []).join(", ")}`;
+    else if (tests.total !== undefined) {
+      testText = tests.passed
+        ? `${tests.total} ${tests.total === 1 ? "test" : "tests"} passed`
+        : `failed: ${(tests.failed || []).join(", ")}`;
+    }
     return h(
       "div",
       { class: "node-row", "data-model": node.model, "data-outcome": node.status },
@@ -1708,8 +1796,9 @@
 
   // ---------------------------------------------------------------- controls
   function syncModeButtons() {
-    $("mode-current").classList.toggle("on", state.mode === "current");
-    $("mode-all").classList.toggle("on", state.mode === "all");
+    const all = state.mode === "all" || state.cascadeId !== null;
+    $("mode-current").classList.toggle("on", !all);
+    $("mode-all").classList.toggle("on", all);
     $("dir-toggle").textContent = state.dir === "LR" ? "Left → right" : "Top ↓ down";
   }
 
@@ -1817,6 +1906,7 @@
       state.storage = null;
     }
     indexSnapshot(snap);
+    $("reload").hidden = source.embedded; // an export is a snapshot: nothing to re-read
     if (!again && source.initial.mode) {
       state.mode = source.initial.mode === "all" ? "all" : "current";
       syncModeButtons();
@@ -1841,6 +1931,7 @@
       state.noStatuses = statuses === null || statuses === undefined;
       state.statuses = statuses || {};
       refreshStatuses();
+      drawMinimap();
       updateStatusLine();
       renderOverview();
       document.body.setAttribute("data-statuses", "ready");
@@ -1858,6 +1949,7 @@
   }
 
   installPanZoom();
+  installMinimap();
   installControls();
   syncModeButtons();
   load(false);
