@@ -183,7 +183,8 @@ def storage_by_ref(workspace: Workspace) -> dict[str, dict[str, Any]]:
 
     refs = [info.ref for info in sorted(workspace.search(), key=lambda info: info.id)]
     if not refs:
-        return {}
+        empty = {"logical_bytes": 0, "stored_bytes": 0, "objects": 0, "ratio": 0.0}
+        return {"versions": {}, "total": {**empty, "encodings": {}}}
     report = store_stats(workspace, refs).to_dict()
     return {"versions": report["versions"], "total": report["total"]}
 

@@ -272,3 +272,22 @@ def test_html_export_works_from_file(
     page.screenshot(path=str(screenshot_dir / "ui-export.png"))
     assert watched.errors == []
     assert watched.foreign_requests(out.as_uri()) == []
+
+
+def test_an_empty_workspace_says_what_to_do(watched: Any, tmp_path: Path) -> None:
+    from lineage.ui.server import make_server
+    from lineage.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    server = make_server(ws, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = _open(watched, server.url)
+        assert page.is_visible("#empty")
+        assert "lineage add" in page.text_content("#empty")
+        assert "Nothing stored yet." in page.text_content("#pane-overview")
+        assert watched.errors == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        ws.close()

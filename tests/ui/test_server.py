@@ -279,3 +279,22 @@ def test_the_vendored_layout_library_is_the_recorded_release() -> None:
     assert record["package"] == "@dagrejs/dagre" and record["npm_integrity"].startswith("sha512-")
     assert "Permission is hereby granted" in (vendor / "dagre.LICENSE").read_text()  # MIT
     assert b"sourceMappingURL" not in shipped
+
+
+def test_the_app_never_parses_strings_as_markup_or_code() -> None:
+    """A guard next to the browser test: the app builds every element with
+    createElement/textContent; none of the APIs that parse a string appear in it."""
+    from lineage.ui.server import STATIC_DIR
+
+    source = (STATIC_DIR / "app.js").read_text()
+    for api in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        'setTimeout("',
+        "srcdoc",
+    ):
+        assert api not in source, api

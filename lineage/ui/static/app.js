@@ -1750,7 +1750,9 @@
     }
     pane.appendChild(h("h3", { text: "Storage" }));
     const total = state.storage && state.storage.total;
-    if (total) {
+    if (total && !total.logical_bytes) {
+      pane.appendChild(h("p", { class: "muted", text: "Nothing stored yet." }));
+    } else if (total) {
       const share = total.logical_bytes ? total.stored_bytes / total.logical_bytes : 0;
       pane.appendChild(
         h("p", null, h("b", { text: formatBytes(total.stored_bytes) }), " stored for ", h("b", { text: formatBytes(total.logical_bytes) }), ` of weights and files (${formatRatio(total.ratio)} smaller)`)
