@@ -118,8 +118,9 @@ class UiApp:
 
 class Handler(BaseHTTPRequestHandler):
     server: UiServer
-    server_version = "lineage-ui"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "lineage-ui"
 
     # ------------------------------------------------------------------ methods
     def do_GET(self) -> None:
@@ -247,6 +248,12 @@ class UiServer(ThreadingHTTPServer):
         # Bound to every interface (asked for explicitly): the page may be reached by
         # any name of this machine, so no Host can be told apart from another.
         self.any_host = host in ("0.0.0.0", "::")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that navigates away mid-answer closes the socket: not worth a trace.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

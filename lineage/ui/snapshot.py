@@ -370,13 +370,19 @@ def natural_key(name: str) -> list[Any]:
 
 def layer_of(tensor: str) -> str:
     """The layer a tensor belongs to: its name up to the first numbered part
-    (`encoder.layer.3.attention.q.weight` -> `encoder.layer.3`), else its first part
-    (`embeddings.word_embeddings.weight` -> `embeddings`)."""
+    (`bert.encoder.layer.3.attention.q.weight` -> `bert.encoder.layer.3`), else up to
+    its first part after wrapper prefixes (`bert.embeddings.word_embeddings.weight` ->
+    `bert.embeddings`, `classifier.weight` -> `classifier`)."""
+    from lineage.store.matching import WRAPPERS  # the store's list of wrapper prefixes
+
     parts = tensor.split(".")
-    for index, part in enumerate(parts[:-1]):
-        if part.isdigit():
+    skip = 0
+    while skip < len(parts) - 1 and parts[skip] in WRAPPERS:
+        skip += 1
+    for index in range(skip, len(parts) - 1):
+        if parts[index].isdigit():
             return ".".join(parts[: index + 1])
-    return parts[0] if len(parts) > 1 else tensor
+    return ".".join(parts[: skip + 1]) if len(parts) > skip + 1 else tensor
 
 
 def group_by_layer(identical: list[str], changed: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -131,7 +131,10 @@ def test_diff_groups_tensors_by_layer(demo: Workspace) -> None:
     ("tensor", "layer"),
     [
         ("encoder.layer.3.attention.self.query.weight", "encoder.layer.3"),
+        ("bert.encoder.layer.3.attention.self.query.weight", "bert.encoder.layer.3"),
         ("embeddings.word_embeddings.weight", "embeddings"),
+        ("bert.embeddings.word_embeddings.weight", "bert.embeddings"),
+        ("bert.pooler.dense.bias", "bert.pooler"),
         ("classifier.weight", "classifier"),
         ("pooler", "pooler"),
         ("model.layers.10.mlp.up_proj.weight", "model.layers.10"),

@@ -1300,7 +1300,7 @@
       for (const event of [...d.alias_history].reverse().slice(0, 30)) {
         const touches = event.to_version === d.number || event.from_version === d.number;
         const move =
-          event.action === "remove"
+          event.to_version === null || event.to_version === undefined
             ? `${event.alias} removed from @${event.from_version}`
             : `${event.alias} → @${event.to_version}` + (event.from_version ? ` (was @${event.from_version})` : "");
         list.appendChild(
@@ -1667,14 +1667,18 @@
     const changed = d.layers.flatMap((l) => l.tensors).filter((t) => t.changed);
     if (changed.length) {
       out.appendChild(h("h3", { text: "Most changed tensors" }));
-      const table = h("table", { class: "grid" }, h("tr", null, h("th", { text: "Tensor" }), h("th", { text: "rel. L2" }), h("th", { text: "max |Δ|" })));
+      const table = h(
+        "table",
+        { class: "grid fixed" },
+        h("tr", null, h("th", { text: "Tensor" }), h("th", { class: "num", text: "rel. L2" }), h("th", { class: "num", text: "max |Δ|" }))
+      );
       changed.sort((x, y) => (y.relative_l2 ?? Infinity) - (x.relative_l2 ?? Infinity));
       for (const t of changed.slice(0, 15)) {
         table.appendChild(
           h(
             "tr",
             null,
-            h("td", { class: "mono", text: t.name }),
+            h("td", { class: "mono", title: t.name, text: t.name }),
             h("td", { class: "num", text: t.relative_l2 === null ? "n/a" : formatNumber(t.relative_l2) }),
             h("td", { class: "num", text: t.max_abs === null || t.max_abs === undefined ? "n/a" : formatNumber(t.max_abs) })
           )
