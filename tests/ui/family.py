@@ -19,6 +19,7 @@ from lineage.testing import write_tiny_weights
 from lineage.workspace import Workspace
 
 XSS = "<img src=x onerror=alert(1)>"
+AUTHOR = "maria"
 
 # model -> (parents at v1, kind, recipe, params, data)
 FAMILY: dict[str, tuple[list[str], str | None, str | None, dict[str, Any], str | None]] = {
@@ -75,14 +76,20 @@ def _provenance(model: str, seed: int) -> Provenance:
 
 def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
     """The 16-version demo family (see the module docstring) in a new workspace."""
-    ws = Workspace.init(root / "ws", graph_url=graph_url)
+    ws = Workspace.init(root / "demo-workspace", graph_url=graph_url)
     weights = root / "weights"
     seeds = iter(range(1, 100))
 
     def tiny(scale: float = 1.0) -> Path:
         return write_tiny_weights(weights / f"w{next(seeds)}", 0, scale=scale)
 
-    ws.add("base", source=tiny(), message="all-MiniLM-L6-v2", tags=["encoder", "minilm"])
+    ws.add(
+        "base",
+        source=tiny(),
+        message="all-MiniLM-L6-v2",
+        tags=["encoder", "minilm"],
+        author=AUTHOR,
+    )
     for model, (parents, kind, _, _, _) in FAMILY.items():
         if model == "base":
             continue
@@ -93,6 +100,7 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
             kind=kind,
             provenance=_provenance(model, len(model)),
             message=f"{model}: {kind} of {', '.join(parents)}",
+            author=AUTHOR,
             tags=["demo"] + (["sentiment"] if model.startswith("sentiment") else []),
         )
     declare_model_test(ws, "base", "size", "size", {"max_params": 100_000})
@@ -103,11 +111,13 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
         if model != "base":
             run_tests(ws, f"{model}@1")
     for model in ("sentiment", "sentiment-int8", "sentiment-lora", "sentiment-small", "topic"):
-        ws.set_alias(f"{model}@1", "champion", action="promote", reason="passed its tests")
+        ws.set_alias(
+            f"{model}@1", "champion", action="promote", reason="passed its tests", actor=AUTHOR
+        )
 
     # A new upstream version, and what the cascade made of it.
     started = datetime.now(UTC)
-    ws.commit("base", source=tiny(1.002), message="encoder adapted in-domain")
+    ws.commit("base", source=tiny(1.002), message="encoder adapted in-domain", author=AUTHOR)
     run_tests(ws, "base@2")
     nodes = []
     for level, models in enumerate(CASCADE_LEVELS):
@@ -138,6 +148,7 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
                     parents=parents,
                     kind=FAMILY[model][1],
                     message="cascade base@1 -> base@2",
+                    author="lineage-cascade",
                     provenance=_provenance(model, len(model) + 1),
                 )
                 report = run_tests(ws, version.ref)
@@ -150,11 +161,29 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
                 if outcome == "failed":
                     node["error"] = "tests failed: small"
                 elif outcome == "candidate":
-                    ws.set_alias(version.ref, "candidate", action="set", reason="awaits approval")
+                    ws.set_alias(
+                        version.ref,
+                        "candidate",
+                        action="set",
+                        reason="awaits approval",
+                        actor="lineage-cascade",
+                    )
                     node["aliases"] = ["candidate"]
                 else:
-                    ws.set_alias(f"{model}@1", "previous", action="promote", reason="cascade")
-                    ws.set_alias(version.ref, "champion", action="promote", reason="cascade")
+                    ws.set_alias(
+                        f"{model}@1",
+                        "previous",
+                        action="promote",
+                        reason="cascade",
+                        actor="lineage-cascade",
+                    )
+                    ws.set_alias(
+                        version.ref,
+                        "champion",
+                        action="promote",
+                        reason="cascade",
+                        actor="lineage-cascade",
+                    )
                     node["aliases"] = ["champion", "previous"]
             nodes.append(node)
     counts: dict[str, int] = {}

@@ -57,7 +57,7 @@ def test_snapshot_of_the_demo_family(demo: Workspace) -> None:
     assert lora["aliases"] == ["candidate"] and lora["latest"]
     first = next(v for v in snap["versions"] if v["ref"] == "sentiment-lora@1")
     assert set(first["tags"]) == {"demo", "sentiment"} and not first["latest"]
-    assert snap["workspace"] == {"name": "ws", "backend": "SQLite"}
+    assert snap["workspace"] == {"name": "demo-workspace", "backend": "SQLite"}
     assert [c["upstream"] for c in snap["cascades"]] == ["base@2"]
     json.dumps(snap, allow_nan=False)  # what the server sends
 
