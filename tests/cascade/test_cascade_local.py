@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from cascade_helpers import provenance
@@ -86,7 +87,11 @@ def test_local_cascade_with_tracking(
     assert all(run.data.tags.get("prefect.flow_run_id") == summary["flow_run_id"] for run in runs)
     # The run is recorded for `lineage ui`, and the flow run's artifacts link there.
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
     from lineage.cascade.history import list_cascade_runs
 
@@ -100,7 +105,10 @@ def test_local_cascade_with_tracking(
     }
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["base-2-cascade-ui"]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["base-2-cascade-ui"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(summary["flow_run_id"])]),
+            )
         )
     assert [a.data for a in artifacts] == [
         f"[cascade base@1 → base@2 in lineage ui](http://127.0.0.1:8765/#/cascade/{record.id})"

@@ -289,3 +289,14 @@ def test_render_html_of_a_bare_graph_view() -> None:
     data = re.search(r'id="lineage-data">(.*?)</script>', page, flags=re.S)
     assert data is not None
     assert json.loads(data.group(1))["snapshot"]["statuses"] is None
+
+
+def test_snapshot_of_some_families(demo: Workspace) -> None:
+    """`lineage ui topic`: only topic's family (what graph_data returns for it)."""
+    snap = snapshot.build_snapshot(demo, ["topic"], statuses=False)
+    refs = {v["ref"] for v in snap["versions"]}
+    assert refs == {n["ref"] for n in demo.graph_data(["topic"], all_versions=True)["nodes"]}
+    assert {"topic@1", "topic@2", "base@1", "base@2"} <= refs
+    assert not any(ref.startswith("sentiment") for ref in refs)
+    assert {m["name"] for m in snap["models"]} == {"base", "topic"}
+    assert "statuses" not in snap

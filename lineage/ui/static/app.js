@@ -708,8 +708,14 @@
     const selectedVersion = state.selected ? state.byRef.get(state.selected) : null;
     const selectedId = selectedVersion && state.nodeEls.has(selectedVersion.id) ? selectedVersion.id : null;
     const lit = selectedId !== null ? lineageOf(selectedId) : null;
+    // The two versions being compared stand out while the diff is shown.
+    const compared = new Set(
+      state.tab === "diff"
+        ? [state.diff.a, state.diff.b].map((ref) => state.byRef.get(ref)).filter(Boolean).map((v) => v.id)
+        : []
+    );
     for (const [id, el] of state.nodeEls) {
-      el.classList.toggle("selected", id === selectedId);
+      el.classList.toggle("selected", id === selectedId || compared.has(id));
       el.classList.toggle("match", !!matchSet && matchSet.has(id));
       let dim = false;
       if (matchSet) dim = !matchSet.has(id);
@@ -1059,6 +1065,7 @@
     for (const pane of document.querySelectorAll(".pane")) {
       pane.hidden = pane.getAttribute("data-pane") !== tab;
     }
+    if (state.nodeEls) applyOverlay(); // the diff tab marks the versions it compares
   }
 
   // ---------------------------------------------------------------- version panel
