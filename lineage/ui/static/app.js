@@ -5,6 +5,7 @@
  * Every string that comes from the workspace (names, tags, messages, test names) is
  * put into the page as text (textContent, createTextNode, attribute values): never as
  * markup. Layout: dagre (vendored), one layered layout per connected part of the graph.
+ * Formatted with prettier (`--print-width 100`).
  */
 (function () {
   "use strict";
@@ -125,7 +126,10 @@
     if (Number.isInteger(value)) return String(value);
     const abs = Math.abs(value);
     if (abs !== 0 && (abs < 0.001 || abs >= 1e6)) return value.toExponential(2);
-    return value.toFixed(abs < 1 ? 4 : 3).replace(/0+$/, "").replace(/\.$/, "");
+    return value
+      .toFixed(abs < 1 ? 4 : 3)
+      .replace(/0+$/, "")
+      .replace(/\.$/, "");
   }
 
   function formatTime(iso) {
@@ -185,7 +189,11 @@
           if (data.diffs && data.diffs[key]) return data.diffs[key];
           throw new Error(
             "This file is a snapshot: diffs are computed by the server. Run `lineage ui` " +
-              "(or `lineage diff " + a + " " + b + "`) in the workspace."
+              "(or `lineage diff " +
+              a +
+              " " +
+              b +
+              "`) in the workspace.",
           );
         },
       };
@@ -198,7 +206,8 @@
       } catch (err) {
         throw new Error("bad answer from the server (" + response.status + ")");
       }
-      if (!response.ok) throw new Error(body && body.error ? body.error : "HTTP " + response.status);
+      if (!response.ok)
+        throw new Error(body && body.error ? body.error : "HTTP " + response.status);
       return body;
     }
     const q = encodeURIComponent;
@@ -379,7 +388,7 @@
           labelpos: "c",
           weight: e.edge_type === "versioning" ? 2 : 1,
         },
-        "e" + index
+        "e" + index,
       );
     });
     dagre.layout(g, big ? { disableOptimalOrderHeuristic: true } : undefined);
@@ -415,7 +424,8 @@
     let start = null;
     if (parts.length) {
       for (const [id, p] of parts[0].nodes) {
-        if (start === null || p.x < start.x || (p.x === start.x && p.y < start.y)) start = { id, x: p.x, y: p.y };
+        if (start === null || p.x < start.x || (p.x === start.x && p.y < start.y))
+          start = { id, x: p.x, y: p.y };
       }
     }
     let x = 0;
@@ -487,7 +497,7 @@
     state.layout = placed;
     const viewport = clear($("viewport"));
     viewport.appendChild(
-      s("clipPath", { id: "node-clip" }, s("rect", { width: NODE_W, height: NODE_H, rx: 10 }))
+      s("clipPath", { id: "node-clip" }, s("rect", { width: NODE_W, height: NODE_H, rx: 10 })),
     );
     const edgeLayer = s("g", { class: "edges" });
     const labelLayer = s("g", { class: "edge-labels" });
@@ -515,7 +525,7 @@
           transform: `translate(${placedEdge.lx - w / 2},${placedEdge.ly - 9})`,
         },
         s("rect", { width: w, height: 18, rx: 9 }),
-        s("text", { x: w / 2, y: 12.5, "text-anchor": "middle", text: label })
+        s("text", { x: w / 2, y: 12.5, "text-anchor": "middle", text: label }),
       );
       if (type === "derivation") {
         const colour = KIND_COLOURS[e.kind] || KIND_COLOURS.other;
@@ -552,21 +562,34 @@
     });
     g.appendChild(s("rect", { class: "node-bg", width: NODE_W, height: NODE_H, rx: 10 }));
     g.appendChild(
-      s("rect", { class: "node-stripe", width: 6, height: NODE_H, "clip-path": "url(#node-clip)" })
+      s("rect", { class: "node-stripe", width: 6, height: NODE_H, "clip-path": "url(#node-clip)" }),
     );
     const numberText = "@" + version.number;
     const numberWidth = textWidth(numberText, TITLE_FONT.replace("650", "500"));
     const title = s("text", { class: "node-title", x: 18, y: 23 });
-    title.appendChild(document.createTextNode(fit(version.model, NODE_W - 36 - numberWidth, TITLE_FONT)));
+    title.appendChild(
+      document.createTextNode(fit(version.model, NODE_W - 36 - numberWidth, TITLE_FONT)),
+    );
     title.appendChild(s("tspan", { class: "node-ver", dx: 3, text: numberText }));
     g.appendChild(title);
     const kind = version.kind || "base";
     const recipe = version.recipe && version.recipe !== kind ? " · " + version.recipe : "";
     g.appendChild(
-      s("circle", { class: "kind-dot", cx: 22, cy: 38, r: 3.5, fill: KIND_COLOURS[kind] || KIND_COLOURS.other })
+      s("circle", {
+        class: "kind-dot",
+        cx: 22,
+        cy: 38,
+        r: 3.5,
+        fill: KIND_COLOURS[kind] || KIND_COLOURS.other,
+      }),
     );
     g.appendChild(
-      s("text", { class: "node-sub", x: 31, y: 42, text: fit(kind + recipe, NODE_W - 50, SUB_FONT) })
+      s("text", {
+        class: "node-sub",
+        x: 31,
+        y: 42,
+        text: fit(kind + recipe, NODE_W - 50, SUB_FONT),
+      }),
     );
     g.appendChild(s("text", { class: "node-tests", x: 18, y: 58, text: testsLine(version) }));
     // Alias badges sit on the top border, right-aligned.
@@ -580,8 +603,8 @@
           "g",
           { class: "badge " + aliasClass(alias), transform: `translate(${right},-8)` },
           s("rect", { width: w, height: 16, rx: 8 }),
-          s("text", { x: w / 2, y: 11.5, "text-anchor": "middle", text })
-        )
+          s("text", { x: w / 2, y: 11.5, "text-anchor": "middle", text }),
+        ),
       );
       right -= 4;
     }
@@ -597,9 +620,11 @@
           transform: `translate(${NODE_W - w - 8},${NODE_H - 24})`,
           "data-toggle": version.id,
         },
-        s("title", { text: collapsed ? "Expand what is derived from it" : "Collapse what is derived from it" }),
+        s("title", {
+          text: collapsed ? "Expand what is derived from it" : "Collapse what is derived from it",
+        }),
         s("rect", { width: w, height: 17, rx: 8.5, class: "toggle-bg" }),
-        s("text", { x: w / 2, y: 12.5, "text-anchor": "middle", text: label })
+        s("text", { x: w / 2, y: 12.5, "text-anchor": "middle", text: label }),
       );
       g.appendChild(toggle);
     }
@@ -706,13 +731,17 @@
     const matchSet = matches ? new Set(matches) : null;
     const cascade = cascadeMarks();
     const selectedVersion = state.selected ? state.byRef.get(state.selected) : null;
-    const selectedId = selectedVersion && state.nodeEls.has(selectedVersion.id) ? selectedVersion.id : null;
+    const selectedId =
+      selectedVersion && state.nodeEls.has(selectedVersion.id) ? selectedVersion.id : null;
     const lit = selectedId !== null ? lineageOf(selectedId) : null;
     // The two versions being compared stand out while the diff is shown.
     const compared = new Set(
       state.tab === "diff"
-        ? [state.diff.a, state.diff.b].map((ref) => state.byRef.get(ref)).filter(Boolean).map((v) => v.id)
-        : []
+        ? [state.diff.a, state.diff.b]
+            .map((ref) => state.byRef.get(ref))
+            .filter(Boolean)
+            .map((v) => v.id)
+        : [],
     );
     for (const [id, el] of state.nodeEls) {
       el.classList.toggle("selected", id === selectedId || compared.has(id));
@@ -734,17 +763,18 @@
             height: NODE_H + 10,
             rx: 14,
           }),
-          el.firstChild
+          el.firstChild,
         );
-        const label = (OUTCOME_LABELS[mark.outcome] || mark.outcome) + (mark.cached ? " · cached" : "");
+        const label =
+          (OUTCOME_LABELS[mark.outcome] || mark.outcome) + (mark.cached ? " · cached" : "");
         const w = textWidth(label, BADGE_FONT) + 14;
         el.appendChild(
           s(
             "g",
             { class: "outcome o-" + mark.outcome, transform: "translate(12,-8)" },
             s("rect", { width: w, height: 16, rx: 8 }),
-            s("text", { x: w / 2, y: 11.5, "text-anchor": "middle", text: label })
-          )
+            s("text", { x: w / 2, y: 11.5, "text-anchor": "middle", text: label }),
+          ),
         );
       }
     }
@@ -783,7 +813,8 @@
   function updateStatusLine() {
     const shown = state.shown ? state.shown.ids.size : 0;
     const total = state.snap ? state.snap.versions.length : 0;
-    const what = state.mode === "all" || state.cascadeId !== null ? "all versions" : "current family";
+    const what =
+      state.mode === "all" || state.cascadeId !== null ? "all versions" : "current family";
     let text = `${shown} of ${total} versions · ${what}`;
     if (state.collapsed.size) text += ` · ${state.collapsed.size} collapsed`;
     if (!state.noStatuses && !Object.keys(state.statuses).length && total) {
@@ -819,7 +850,8 @@
     const rect = $("graph").getBoundingClientRect();
     const { k, x, y } = state.view;
     const view = { x0: -x / k, y0: -y / k, x1: (rect.width - x) / k, y1: (rect.height - y) / k };
-    const fits = view.x0 <= 0 && view.y0 <= 0 && view.x1 >= layout.width && view.y1 >= layout.height;
+    const fits =
+      view.x0 <= 0 && view.y0 <= 0 && view.x1 >= layout.width && view.y1 >= layout.height;
     canvas.hidden = fits;
     if (fits) return;
     const ratio = window.devicePixelRatio || 1;
@@ -853,7 +885,7 @@
       ox + view.x0 * scale,
       oy + view.y0 * scale,
       (view.x1 - view.x0) * scale,
-      (view.y1 - view.y0) * scale
+      (view.y1 - view.y0) * scale,
     );
   }
 
@@ -900,8 +932,12 @@
     const view = state.view;
     view.k = k;
     // Centre what fits; when it does not, start at the top-left (the roots).
-    view.x = w * k < rect.width - 2 * pad ? (rect.width - w * k) / 2 - bounds.x * k : pad - bounds.x * k;
-    view.y = h * k < rect.height - 2 * pad - 40 ? (rect.height - h * k) / 2 - bounds.y * k + 14 : pad + 20 - bounds.y * k;
+    view.x =
+      w * k < rect.width - 2 * pad ? (rect.width - w * k) / 2 - bounds.x * k : pad - bounds.x * k;
+    view.y =
+      h * k < rect.height - 2 * pad - 40
+        ? (rect.height - h * k) / 2 - bounds.y * k + 14
+        : pad + 20 - bounds.y * k;
     applyView();
   }
 
@@ -911,7 +947,10 @@
     if (!state.layout) return;
     const { width, height, start } = state.layout;
     const rect = $("graph").getBoundingClientRect();
-    const k = Math.min((rect.width - 96) / Math.max(width, 1), (rect.height - 136) / Math.max(height, 1));
+    const k = Math.min(
+      (rect.width - 96) / Math.max(width, 1),
+      (rect.height - 136) / Math.max(height, 1),
+    );
     if (k >= minZoom || start === null || start === undefined) {
       fitTo({ x: 0, y: 0, width, height }, 1.15, minZoom);
       return;
@@ -960,11 +999,17 @@
         const factor = Math.exp(-event.deltaY * (event.deltaMode === 1 ? 0.05 : 0.0018));
         zoomAt(factor, event.clientX - rect.left, event.clientY - rect.top);
       },
-      { passive: false }
+      { passive: false },
     );
     svg.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
-      drag = { x: event.clientX, y: event.clientY, vx: state.view.x, vy: state.view.y, moved: false };
+      drag = {
+        x: event.clientX,
+        y: event.clientY,
+        vx: state.view.x,
+        vy: state.view.y,
+        moved: false,
+      };
     });
     window.addEventListener("pointermove", (event) => {
       if (!drag) return;
@@ -993,7 +1038,10 @@
         if (state.collapsed.has(id)) state.collapsed.delete(id);
         else state.collapsed.add(id);
         const before = state.layout.nodes.get(id);
-        const screen = before && { x: before.x * state.view.k + state.view.x, y: before.y * state.view.k + state.view.y };
+        const screen = before && {
+          x: before.x * state.view.k + state.view.x,
+          y: before.y * state.view.k + state.view.y,
+        };
         render();
         const after = state.layout.nodes.get(id);
         if (screen && after) {
@@ -1014,7 +1062,8 @@
         }
         return;
       }
-      if (state.selected) navigate(state.cascadeId !== null ? ["cascade", String(state.cascadeId)] : []);
+      if (state.selected)
+        navigate(state.cascadeId !== null ? ["cascade", String(state.cascadeId)] : []);
     });
     svg.addEventListener("keydown", (event) => {
       const node = event.target.closest && event.target.closest(".node");
@@ -1033,7 +1082,11 @@
   }
 
   function route() {
-    const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+    const parts = location.hash
+      .replace(/^#\/?/, "")
+      .split("/")
+      .filter(Boolean)
+      .map(decodeURIComponent);
     const [page, ...args] = parts;
     if (page === "version" && args[0]) {
       selectVersion(args[0]);
@@ -1109,7 +1162,8 @@
     const { k, x, y } = state.view;
     const sx = p.x * k + x;
     const sy = p.y * k + y;
-    if (sx < 0 || sy < 0 || sx + NODE_W * k > rect.width || sy + NODE_H * k > rect.height) centreOn(id);
+    if (sx < 0 || sy < 0 || sx + NODE_W * k > rect.width || sy + NODE_H * k > rect.height)
+      centreOn(id);
   }
 
   async function loadVersion(ref) {
@@ -1162,12 +1216,16 @@
         { class: "head" },
         h("h2", { id: "version-ref", text: d.ref }),
         status !== "unknown" ? statusChip(status) : null,
-        d.aliases.map((alias) => h("span", { class: "chip " + aliasClass(alias), text: alias }))
-      )
+        d.aliases.map((alias) => h("span", { class: "chip " + aliasClass(alias), text: alias })),
+      ),
     );
-    if (prov.message) pane.appendChild(h("div", { class: "message", id: "version-message", text: prov.message }));
+    if (prov.message)
+      pane.appendChild(h("div", { class: "message", id: "version-message", text: prov.message }));
     pane.appendChild(
-      h("div", { class: "byline", text: `${prov.author || "unknown"} · ${formatTime(prov.created_at)}` })
+      h("div", {
+        class: "byline",
+        text: `${prov.author || "unknown"} · ${formatTime(prov.created_at)}`,
+      }),
     );
     const actions = h("div", { class: "actions" });
     const firstParent = prov.parents[0];
@@ -1178,7 +1236,7 @@
           class: "btn",
           text: "Diff with " + firstParent.ref,
           on: { click: () => navigate(["diff", firstParent.ref, d.ref]) },
-        })
+        }),
       );
     }
     if (prov.previous) {
@@ -1188,7 +1246,7 @@
           class: "btn",
           text: "Diff with " + prov.previous,
           on: { click: () => navigate(["diff", prov.previous, d.ref]) },
-        })
+        }),
       );
     }
     if (actions.childNodes.length) pane.appendChild(actions);
@@ -1203,14 +1261,17 @@
             refButton(p.ref),
             " ",
             h("span", { class: "chip", text: p.kind || "derived" }),
-          ])
+          ]),
         )
       : "none (a base model)";
     const params = Object.keys(prov.params || {}).length
       ? h(
           "span",
           { class: "mono" },
-          Object.entries(prov.params).map(([k, v], i) => [i ? h("br") : null, `${k} = ${JSON.stringify(v)}`])
+          Object.entries(prov.params).map(([k, v], i) => [
+            i ? h("br") : null,
+            `${k} = ${JSON.stringify(v)}`,
+          ]),
         )
       : null;
     const libraries = Object.keys(prov.library_versions || {}).length
@@ -1221,8 +1282,11 @@
           h(
             "span",
             { class: "mono" },
-            Object.entries(prov.library_versions).map(([k, v], i) => [i ? h("br") : null, `${k} ${v}`])
-          )
+            Object.entries(prov.library_versions).map(([k, v], i) => [
+              i ? h("br") : null,
+              `${k} ${v}`,
+            ]),
+          ),
         )
       : null;
     pane.appendChild(
@@ -1232,14 +1296,47 @@
         ["Parents", parents],
         ["Previous version", prov.previous ? refButton(prov.previous) : null],
         ["Data set", prov.data],
-        ["Data fingerprint", prov.data_fingerprint ? h("span", { class: "mono", title: prov.data_fingerprint, text: shortHash(prov.data_fingerprint) }) : null],
-        ["Code version", prov.code_version ? h("span", { class: "mono", text: prov.code_version }) : null],
-        ["Image digest", prov.image_digest ? h("span", { class: "mono", title: prov.image_digest, text: shortHash(prov.image_digest) }) : null],
+        [
+          "Data fingerprint",
+          prov.data_fingerprint
+            ? h("span", {
+                class: "mono",
+                title: prov.data_fingerprint,
+                text: shortHash(prov.data_fingerprint),
+              })
+            : null,
+        ],
+        [
+          "Code version",
+          prov.code_version ? h("span", { class: "mono", text: prov.code_version }) : null,
+        ],
+        [
+          "Image digest",
+          prov.image_digest
+            ? h("span", {
+                class: "mono",
+                title: prov.image_digest,
+                text: shortHash(prov.image_digest),
+              })
+            : null,
+        ],
         ["Author", prov.author],
-        ["Tags", prov.tags.length ? h("span", { class: "chips" }, prov.tags.map((t) => h("span", { class: "chip", text: t }))) : null],
-        ["Manifest", h("span", { class: "mono", title: prov.manifest_id, text: shortHash(prov.manifest_id) })],
+        [
+          "Tags",
+          prov.tags.length
+            ? h(
+                "span",
+                { class: "chips" },
+                prov.tags.map((t) => h("span", { class: "chip", text: t })),
+              )
+            : null,
+        ],
+        [
+          "Manifest",
+          h("span", { class: "mono", title: prov.manifest_id, text: shortHash(prov.manifest_id) }),
+        ],
         ["Libraries", libraries],
-      ])
+      ]),
     );
 
     pane.appendChild(h("h3", { text: "Tests" }));
@@ -1249,7 +1346,13 @@
       const table = h(
         "table",
         { class: "grid", id: "version-tests" },
-        h("tr", null, h("th", { text: "Test" }), h("th", { text: "Result" }), h("th", { text: "Declared on" }))
+        h(
+          "tr",
+          null,
+          h("th", { text: "Test" }),
+          h("th", { text: "Result" }),
+          h("th", { text: "Declared on" }),
+        ),
       );
       for (const test of d.tests) {
         const latest = test.latest;
@@ -1260,12 +1363,17 @@
             latest.value === null || latest.value === undefined
               ? ""
               : ` ${latest.metric || "value"} ${formatNumber(latest.value)}` +
-                (latest.threshold === null || latest.threshold === undefined ? "" : ` vs ${formatNumber(latest.threshold)}`);
+                (latest.threshold === null || latest.threshold === undefined
+                  ? ""
+                  : ` vs ${formatNumber(latest.threshold)}`);
           result = h(
             "span",
             null,
-            h("span", { class: "chip " + (latest.passed ? "s-passed" : "s-failed"), text: latest.passed ? "passed" : "failed" }),
-            h("div", { class: "muted", text: value.trim() })
+            h("span", {
+              class: "chip " + (latest.passed ? "s-passed" : "s-failed"),
+              text: latest.passed ? "passed" : "failed",
+            }),
+            h("div", { class: "muted", text: value.trim() }),
           );
         }
         const from = test.inherited
@@ -1275,21 +1383,30 @@
           h(
             "tr",
             { "data-test": test.name },
-            h("td", null, h("b", { text: test.name }), h("div", { class: "muted", text: test.kind })),
+            h(
+              "td",
+              null,
+              h("b", { text: test.name }),
+              h("div", { class: "muted", text: test.kind }),
+            ),
             h("td", null, result),
             h(
               "td",
               null,
               from,
-              test.overrides.length ? h("div", { class: "muted", text: "overrides " + test.overrides.join(", ") }) : null
-            )
-          )
+              test.overrides.length
+                ? h("div", { class: "muted", text: "overrides " + test.overrides.join(", ") })
+                : null,
+            ),
+          ),
         );
       }
       pane.appendChild(table);
     }
 
-    const metrics = Object.entries(d.metrics || {}).filter(([, v]) => typeof v === "number" || typeof v === "string");
+    const metrics = Object.entries(d.metrics || {}).filter(
+      ([, v]) => typeof v === "number" || typeof v === "string",
+    );
     if (metrics.length || d.loss_curve.length) {
       pane.appendChild(h("h3", { text: "Metrics" }));
       if (metrics.length) pane.appendChild(kv(metrics.map(([k, v]) => [k, formatNumber(v)])));
@@ -1309,14 +1426,24 @@
         const move =
           event.to_version === null || event.to_version === undefined
             ? `${event.alias} removed from @${event.from_version}`
-            : `${event.alias} → @${event.to_version}` + (event.from_version ? ` (was @${event.from_version})` : "");
+            : `${event.alias} → @${event.to_version}` +
+              (event.from_version ? ` (was @${event.from_version})` : "");
         list.appendChild(
           h(
             "li",
             null,
-            h("div", null, h("span", { class: "chip " + aliasClass(event.alias), text: event.action }), " ", touches ? h("b", { text: move }) : move),
-            h("div", { class: "muted", text: `${formatTime(event.at)} · ${event.actor}${event.reason ? " · " + event.reason : ""}` })
-          )
+            h(
+              "div",
+              null,
+              h("span", { class: "chip " + aliasClass(event.alias), text: event.action }),
+              " ",
+              touches ? h("b", { text: move }) : move,
+            ),
+            h("div", {
+              class: "muted",
+              text: `${formatTime(event.at)} · ${event.actor}${event.reason ? " · " + event.reason : ""}`,
+            }),
+          ),
         );
       }
       pane.appendChild(list);
@@ -1325,20 +1452,25 @@
     if (d.cascades.length) {
       pane.appendChild(h("h3", { text: "Cascades" }));
       for (const c of d.cascades) {
-        const role = { made: "made by", replaced: "re-derived by", upstream: "upstream of" }[c.role] || c.role;
+        const role =
+          { made: "made by", replaced: "re-derived by", upstream: "upstream of" }[c.role] || c.role;
         pane.appendChild(
           h(
             "div",
             { class: "card", on: { click: () => navigate(["cascade", String(c.id)]) } },
-            h("div", { class: "card-title" }, `${role} cascade ${c.replaces || "?"} → ${c.upstream}`),
+            h(
+              "div",
+              { class: "card-title" },
+              `${role} cascade ${c.replaces || "?"} → ${c.upstream}`,
+            ),
             h(
               "div",
               { class: "chips" },
               c.outcome ? h("span", { class: "chip o-" + c.outcome, text: c.outcome }) : null,
               c.cached ? h("span", { class: "chip o-cached", text: "cached" }) : null,
-              h("span", { class: "chip", text: formatTime(c.started_at) })
-            )
-          )
+              h("span", { class: "chip", text: formatTime(c.started_at) }),
+            ),
+          ),
         );
       }
     }
@@ -1347,7 +1479,8 @@
       pane.appendChild(h("h3", { text: `Derived from it (${d.derived.length})` }));
       const wrap = h("div", { class: "chips" });
       for (const ref of d.derived.slice(0, 24)) wrap.appendChild(refButton(ref));
-      if (d.derived.length > 24) wrap.appendChild(h("span", { class: "muted", text: `and ${d.derived.length - 24} more` }));
+      if (d.derived.length > 24)
+        wrap.appendChild(h("span", { class: "muted", text: `and ${d.derived.length - 24} more` }));
       pane.appendChild(wrap);
     }
 
@@ -1358,15 +1491,22 @@
         h(
           "div",
           { class: "ext-links" },
-          links.map((l) => h("a", { href: safeHref(l.href), target: "_blank", rel: "noopener noreferrer", text: l.label + " ↗" }))
-        )
+          links.map((l) =>
+            h("a", {
+              href: safeHref(l.href),
+              target: "_blank",
+              rel: "noopener noreferrer",
+              text: l.label + " ↗",
+            }),
+          ),
+        ),
       );
     } else {
       pane.appendChild(
         h("p", {
           class: "muted",
           text: "Links to MLflow and Prefect appear when their servers are configured (MLFLOW_TRACKING_URI, PREFECT_API_URL).",
-        })
+        }),
       );
     }
   }
@@ -1381,11 +1521,19 @@
     const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
     const sx = (x) => pad.l + ((x - x0) / (x1 - x0 || 1)) * (W - pad.l - pad.r);
     const sy = (y) => pad.t + (1 - (y - y0) / (y1 - y0 || 1)) * (H - pad.t - pad.b);
-    const line = curve.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
+    const line = curve
+      .map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`)
+      .join("");
     const area = line + `L${sx(x1)},${H - pad.b}L${sx(x0)},${H - pad.b}Z`;
     return s(
       "svg",
-      { class: "plot", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "training loss by step", id: "loss-curve" },
+      {
+        class: "plot",
+        viewBox: `0 0 ${W} ${H}`,
+        role: "img",
+        "aria-label": "training loss by step",
+        id: "loss-curve",
+      },
       s("line", { class: "axis", x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b }),
       s("line", { class: "axis", x1: pad.l, x2: pad.l, y1: pad.t, y2: H - pad.b }),
       s("path", { class: "area", d: area }),
@@ -1394,7 +1542,7 @@
       s("text", { x: pad.l - 4, y: sy(y0) + 4, "text-anchor": "end", text: formatNumber(y0) }),
       s("text", { x: pad.l, y: H - 6, text: "step " + formatNumber(x0) }),
       s("text", { x: W - pad.r, y: H - 6, "text-anchor": "end", text: "step " + formatNumber(x1) }),
-      s("text", { x: W - pad.r, y: pad.t + 10, "text-anchor": "end", text: "training loss" })
+      s("text", { x: W - pad.r, y: pad.t + 10, "text-anchor": "end", text: "training loss" }),
     );
   }
 
@@ -1412,8 +1560,8 @@
         h("b", { text: formatBytes(stats.stored_bytes) }),
         " stored for ",
         h("b", { text: formatBytes(stats.logical_bytes) }),
-        " of weights and files" + (stats.ratio ? ` (${formatRatio(stats.ratio)} smaller)` : "")
-      )
+        " of weights and files" + (stats.ratio ? ` (${formatRatio(stats.ratio)} smaller)` : ""),
+      ),
     );
     const bar = h("div", { class: "bar" }, h("div", { class: "bar-fill" }));
     bar.firstChild.style.width = Math.max(0.5, share * 100).toFixed(1) + "%";
@@ -1424,12 +1572,16 @@
         h(
           "div",
           { class: "chips" },
-          encodings.map(([name, count]) => h("span", { class: "chip", title: encodingHelp(name), text: `${name} × ${count}` }))
-        )
+          encodings.map(([name, count]) =>
+            h("span", { class: "chip", title: encodingHelp(name), text: `${name} × ${count}` }),
+          ),
+        ),
       );
     }
     const notes = [];
-    notes.push("Stored bytes are what this version added to the store; what it shares with earlier versions counts for them.");
+    notes.push(
+      "Stored bytes are what this version added to the store; what it shares with earlier versions counts for them.",
+    );
     if (stats.derived) notes.push("Kept as its recipe: re-made from its parents on checkout.");
     if (stats.approximate) notes.push("Stored approximately (lossy mode).");
     if (lossy && lossy.reason) notes.push("Lossy: " + lossy.reason);
@@ -1475,10 +1627,20 @@
     if (state.cascadeId !== null) {
       const cascade = cascades.find((c) => c.id === state.cascadeId);
       pane.appendChild(
-        h("button", { type: "button", class: "btn", text: "← All cascades", on: { click: () => navigate(["cascades"]) } })
+        h("button", {
+          type: "button",
+          class: "btn",
+          text: "← All cascades",
+          on: { click: () => navigate(["cascades"]) },
+        }),
       );
       if (!cascade) {
-        pane.appendChild(h("div", { class: "error-box", text: "No cascade #" + state.cascadeId + " in this workspace." }));
+        pane.appendChild(
+          h("div", {
+            class: "error-box",
+            text: "No cascade #" + state.cascadeId + " in this workspace.",
+          }),
+        );
         return;
       }
       renderCascade(pane, cascade);
@@ -1490,11 +1652,16 @@
         h("p", {
           class: "muted",
           text: "No cascade has run in this workspace yet. When an upstream model gets a new version, `lineage cascade NAME@N` re-derives, tests and promotes everything below it; each run is listed here and drawn on the graph.",
-        })
+        }),
       );
       return;
     }
-    pane.appendChild(h("p", { class: "muted", text: "Each cascade re-derived the models below a new upstream version. Pick one to draw it on the graph." }));
+    pane.appendChild(
+      h("p", {
+        class: "muted",
+        text: "Each cascade re-derived the models below a new upstream version. Pick one to draw it on the graph.",
+      }),
+    );
     for (const cascade of cascades) pane.appendChild(cascadeCard(cascade));
   }
 
@@ -1510,16 +1677,24 @@
         "div",
         { class: "card-title" },
         h("span", { text: `${cascade.replaces || "?"} → ${cascade.upstream}` }),
-        h("span", { class: "chip " + (cascade.status === "passed" ? "s-passed" : "s-failed"), text: cascade.status })
+        h("span", {
+          class: "chip " + (cascade.status === "passed" ? "s-passed" : "s-failed"),
+          text: cascade.status,
+        }),
       ),
-      h("div", { class: "card-sub", text: `#${cascade.id} · ${formatTime(cascade.started_at)} · ${formatDuration(cascade.started_at, cascade.finished_at)}` }),
-      h("div", { class: "chips" }, countChips(cascade.counts))
+      h("div", {
+        class: "card-sub",
+        text: `#${cascade.id} · ${formatTime(cascade.started_at)} · ${formatDuration(cascade.started_at, cascade.finished_at)}`,
+      }),
+      h("div", { class: "chips" }, countChips(cascade.counts)),
     );
   }
 
   function countChips(counts) {
     const order = ["promoted", "candidate", "failed", "blocked", "skipped", "cached"];
-    return order.filter((k) => counts && counts[k]).map((k) => h("span", { class: "chip o-" + k, text: `${counts[k]} ${k}` }));
+    return order
+      .filter((k) => counts && counts[k])
+      .map((k) => h("span", { class: "chip o-" + k, text: `${counts[k]} ${k}` }));
   }
 
   function renderCascade(pane, cascade) {
@@ -1528,11 +1703,17 @@
         "div",
         { class: "head" },
         h("h2", { id: "cascade-title", text: `${cascade.replaces || "?"} → ${cascade.upstream}` }),
-        h("span", { class: "chip " + (cascade.status === "passed" ? "s-passed" : "s-failed"), text: cascade.status })
-      )
+        h("span", {
+          class: "chip " + (cascade.status === "passed" ? "s-passed" : "s-failed"),
+          text: cascade.status,
+        }),
+      ),
     );
     pane.appendChild(
-      h("div", { class: "byline", text: `#${cascade.id} · started ${formatTime(cascade.started_at)} · took ${formatDuration(cascade.started_at, cascade.finished_at)}` })
+      h("div", {
+        class: "byline",
+        text: `#${cascade.id} · started ${formatTime(cascade.started_at)} · took ${formatDuration(cascade.started_at, cascade.finished_at)}`,
+      }),
     );
     pane.appendChild(h("div", { class: "chips" }, countChips(cascade.counts)));
     const prefect = state.snap.links && safeHref(state.snap.links.prefect);
@@ -1546,18 +1727,25 @@
             target: "_blank",
             rel: "noopener noreferrer",
             text: "Prefect flow run ↗",
-          })
-        )
+          }),
+        ),
       );
     }
     pane.appendChild(h("h3", { text: "Plan and outcome" }));
     const byModel = new Map(cascade.nodes.map((n) => [n.model, n]));
-    const levels = (cascade.levels || []).map((level, i) => ({ title: `Level ${i + 1}`, models: level }));
+    const levels = (cascade.levels || []).map((level, i) => ({
+      title: `Level ${i + 1}`,
+      models: level,
+    }));
     const placed = new Set(levels.flatMap((l) => l.models));
     const rest = cascade.nodes.filter((n) => !placed.has(n.model)).map((n) => n.model);
     if (rest.length) levels.push({ title: "Not re-derived", models: rest });
     for (const level of levels) {
-      const block = h("div", { class: "level" }, h("div", { class: "level-title", text: level.title }));
+      const block = h(
+        "div",
+        { class: "level" },
+        h("div", { class: "level-title", text: level.title }),
+      );
       for (const model of level.models) {
         const node = byModel.get(model);
         if (!node) continue;
@@ -1574,7 +1762,7 @@
       h("b", { text: node.model }),
       " ",
       node.old_ref ? refButton(node.old_ref) : null,
-      node.new_ref ? [" → ", refButton(node.new_ref)] : null
+      node.new_ref ? [" → ", refButton(node.new_ref)] : null,
     );
     const tests = node.tests || {};
     let testText = "";
@@ -1592,10 +1780,10 @@
         "div",
         { class: "chips" },
         h("span", { class: "chip o-" + node.status, text: node.status }),
-        node.cached ? h("span", { class: "chip o-cached", text: "cached" }) : null
+        node.cached ? h("span", { class: "chip o-cached", text: "cached" }) : null,
       ),
       testText ? h("div", { class: "muted", text: testText }) : null,
-      node.error ? h("div", { class: "err", text: node.error }) : null
+      node.error ? h("div", { class: "err", text: node.error }) : null,
     );
   }
 
@@ -1613,25 +1801,62 @@
     const datalist = h("datalist", { id: listId });
     const refs = [...state.byRef.keys()].sort(naturalCompare);
     for (const ref of refs) datalist.appendChild(h("option", { value: ref }));
-    const inputA = h("input", { id: "diff-a", list: listId, placeholder: "from, e.g. base@1", value: state.diff.a, spellcheck: "false" });
-    const inputB = h("input", { id: "diff-b", list: listId, placeholder: "to, e.g. base@2", value: state.diff.b, spellcheck: "false" });
+    const inputA = h("input", {
+      id: "diff-a",
+      list: listId,
+      placeholder: "from, e.g. base@1",
+      value: state.diff.a,
+      spellcheck: "false",
+    });
+    const inputB = h("input", {
+      id: "diff-b",
+      list: listId,
+      placeholder: "to, e.g. base@2",
+      value: state.diff.b,
+      spellcheck: "false",
+    });
     const go = () => {
-      if (inputA.value && inputB.value) navigate(["diff", inputA.value.trim(), inputB.value.trim()]);
+      if (inputA.value && inputB.value)
+        navigate(["diff", inputA.value.trim(), inputB.value.trim()]);
     };
-    for (const input of [inputA, inputB]) input.addEventListener("keydown", (e) => e.key === "Enter" && go());
+    for (const input of [inputA, inputB])
+      input.addEventListener("keydown", (e) => e.key === "Enter" && go());
     pane.appendChild(h("h2", { text: "Compare two versions" }));
-    pane.appendChild(h("p", { class: "muted", text: "Which tensors changed and by how much (relative L2 of the change), what was added or removed, and config changes. Tip: select a version, then shift-click another." }));
+    pane.appendChild(
+      h("p", {
+        class: "muted",
+        text: "Which tensors changed and by how much (relative L2 of the change), what was added or removed, and config changes. Tip: select a version, then shift-click another.",
+      }),
+    );
     pane.appendChild(
       h(
         "div",
         { class: "pickers" },
         inputA,
-        h("button", { type: "button", class: "btn", title: "Swap", text: "⇄", on: { click: () => navigate(["diff", inputB.value, inputA.value]) } }),
-        inputB
-      )
+        h("button", {
+          type: "button",
+          class: "btn",
+          title: "Swap",
+          text: "⇄",
+          on: { click: () => navigate(["diff", inputB.value, inputA.value]) },
+        }),
+        inputB,
+      ),
     );
     pane.appendChild(datalist);
-    pane.appendChild(h("div", { class: "actions" }, h("button", { type: "button", class: "btn primary", id: "diff-go", text: "Compare", on: { click: go } })));
+    pane.appendChild(
+      h(
+        "div",
+        { class: "actions" },
+        h("button", {
+          type: "button",
+          class: "btn primary",
+          id: "diff-go",
+          text: "Compare",
+          on: { click: go },
+        }),
+      ),
+    );
     pane.appendChild(h("div", { id: "diff-result" }));
   }
 
@@ -1651,25 +1876,56 @@
       h(
         "div",
         { class: "tiles" },
-        h("div", { class: "tile" }, h("b", { id: "diff-changed", text: String(d.changed) }), h("span", { text: "tensors changed" })),
-        h("div", { class: "tile" }, h("b", { text: String(d.identical) }), h("span", { text: "identical" })),
-        h("div", { class: "tile" }, h("b", { text: `+${d.added.length} −${d.removed.length}` }), h("span", { text: "added / removed" }))
-      )
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { id: "diff-changed", text: String(d.changed) }),
+          h("span", { text: "tensors changed" }),
+        ),
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { text: String(d.identical) }),
+          h("span", { text: "identical" }),
+        ),
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { text: `+${d.added.length} −${d.removed.length}` }),
+          h("span", { text: "added / removed" }),
+        ),
+      ),
     );
     out.appendChild(h("h3", { text: "Change by layer (relative L2)" }));
     const strip = h("div", { class: "strip", id: "diff-strip" });
     for (const layer of d.layers) {
       const cells = h("div", { class: "strip-cells" });
       for (const t of layer.tensors) {
-        const cell = h("div", { class: "cell", title: `${t.name}: ${t.changed ? (t.relative_l2 === null ? "changed (not comparable)" : "relative L2 " + formatNumber(t.relative_l2)) : "unchanged"}` });
+        const cell = h("div", {
+          class: "cell",
+          title: `${t.name}: ${t.changed ? (t.relative_l2 === null ? "changed (not comparable)" : "relative L2 " + formatNumber(t.relative_l2)) : "unchanged"}`,
+        });
         cell.style.background = heatColour(t);
         cells.appendChild(cell);
       }
-      strip.appendChild(h("div", { class: "strip-layer" }, cells, h("div", { class: "strip-label", title: layer.layer, text: layer.layer })));
+      strip.appendChild(
+        h(
+          "div",
+          { class: "strip-layer" },
+          cells,
+          h("div", { class: "strip-label", title: layer.layer, text: layer.layer }),
+        ),
+      );
     }
     out.appendChild(strip);
     out.appendChild(
-      h("div", { class: "scale" }, h("span", { text: "unchanged" }), h("div", { class: "scale-bar" }), h("span", { text: "1e-6 … ≥1" }))
+      h(
+        "div",
+        { class: "scale" },
+        h("span", { text: "unchanged" }),
+        h("div", { class: "scale-bar" }),
+        h("span", { text: "1e-6 … ≥1" }),
+      ),
     );
     const changed = d.layers.flatMap((l) => l.tensors).filter((t) => t.changed);
     if (changed.length) {
@@ -1677,7 +1933,13 @@
       const table = h(
         "table",
         { class: "grid fixed" },
-        h("tr", null, h("th", { text: "Tensor" }), h("th", { class: "num", text: "rel. L2" }), h("th", { class: "num", text: "max |Δ|" }))
+        h(
+          "tr",
+          null,
+          h("th", { text: "Tensor" }),
+          h("th", { class: "num", text: "rel. L2" }),
+          h("th", { class: "num", text: "max |Δ|" }),
+        ),
       );
       changed.sort((x, y) => (y.relative_l2 ?? Infinity) - (x.relative_l2 ?? Infinity));
       for (const t of changed.slice(0, 15)) {
@@ -1686,30 +1948,61 @@
             "tr",
             null,
             h("td", { class: "mono", title: t.name, text: t.name }),
-            h("td", { class: "num", text: t.relative_l2 === null ? "n/a" : formatNumber(t.relative_l2) }),
-            h("td", { class: "num", text: t.max_abs === null || t.max_abs === undefined ? "n/a" : formatNumber(t.max_abs) })
-          )
+            h("td", {
+              class: "num",
+              text: t.relative_l2 === null ? "n/a" : formatNumber(t.relative_l2),
+            }),
+            h("td", {
+              class: "num",
+              text: t.max_abs === null || t.max_abs === undefined ? "n/a" : formatNumber(t.max_abs),
+            }),
+          ),
         );
       }
       out.appendChild(table);
     }
-    for (const [title, names] of [["Added tensors", d.added], ["Removed tensors", d.removed], ["Files added", d.files_added], ["Files removed", d.files_removed]]) {
+    for (const [title, names] of [
+      ["Added tensors", d.added],
+      ["Removed tensors", d.removed],
+      ["Files added", d.files_added],
+      ["Files removed", d.files_removed],
+    ]) {
       if (!names.length) continue;
       out.appendChild(h("h3", { text: `${title} (${names.length})` }));
-      out.appendChild(h("ul", { class: "list" }, names.slice(0, 50).map((n) => h("li", { class: "mono", text: n }))));
+      out.appendChild(
+        h(
+          "ul",
+          { class: "list" },
+          names.slice(0, 50).map((n) => h("li", { class: "mono", text: n })),
+        ),
+      );
     }
     const configs = Object.entries(d.config || {});
     if (configs.length) {
       for (const [path, changes] of configs) {
         out.appendChild(h("h3", { text: "Config changes: " + path }));
-        const table = h("table", { class: "grid", id: "diff-config" }, h("tr", null, h("th", { text: "Key" }), h("th", { text: d.a }), h("th", { text: d.b })));
+        const table = h(
+          "table",
+          { class: "grid", id: "diff-config" },
+          h("tr", null, h("th", { text: "Key" }), h("th", { text: d.a }), h("th", { text: d.b })),
+        );
         for (const c of changes) {
-          table.appendChild(h("tr", null, h("td", { class: "mono", text: c.key }), h("td", { class: "mono", text: JSON.stringify(c.a) ?? "–" }), h("td", { class: "mono", text: JSON.stringify(c.b) ?? "–" })));
+          table.appendChild(
+            h(
+              "tr",
+              null,
+              h("td", { class: "mono", text: c.key }),
+              h("td", { class: "mono", text: JSON.stringify(c.a) ?? "–" }),
+              h("td", { class: "mono", text: JSON.stringify(c.b) ?? "–" }),
+            ),
+          );
         }
         out.appendChild(table);
       }
     } else if (d.files_changed.length) {
-      out.appendChild(h("p", { class: "muted", text: "Files changed: " + d.files_changed.join(", ") }));
+      out.appendChild(
+        h("p", { class: "muted", text: "Files changed: " + d.files_changed.join(", ") }),
+      );
     }
   }
 
@@ -1741,21 +2034,49 @@
       if (status in counts) counts[status] += 1;
     }
     pane.appendChild(h("h2", { text: snap.workspace.name || "workspace" }));
-    pane.appendChild(h("div", { class: "byline", text: `graph on ${snap.workspace.backend} · read ${formatTime(snap.generated_at)}` }));
+    pane.appendChild(
+      h("div", {
+        class: "byline",
+        text: `graph on ${snap.workspace.backend} · read ${formatTime(snap.generated_at)}`,
+      }),
+    );
     pane.appendChild(
       h(
         "div",
         { class: "tiles" },
-        h("div", { class: "tile" }, h("b", { text: String(snap.models.length) }), h("span", { text: "models" })),
-        h("div", { class: "tile" }, h("b", { text: String(snap.versions.length) }), h("span", { text: "versions" })),
-        h("div", { class: "tile" }, h("b", { text: String((snap.cascades || []).length) }), h("span", { text: "cascades" }))
-      )
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { text: String(snap.models.length) }),
+          h("span", { text: "models" }),
+        ),
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { text: String(snap.versions.length) }),
+          h("span", { text: "versions" }),
+        ),
+        h(
+          "div",
+          { class: "tile" },
+          h("b", { text: String((snap.cascades || []).length) }),
+          h("span", { text: "cascades" }),
+        ),
+      ),
     );
     pane.appendChild(h("h3", { text: "Tests" }));
     if (state.noStatuses) {
       pane.appendChild(h("p", { class: "muted", text: "Not part of this export." }));
     } else if (Object.keys(state.statuses).length) {
-      pane.appendChild(h("div", { class: "chips" }, Object.entries(counts).map(([k, n]) => h("span", { class: "chip s-" + k, text: `${n} ${k}` }))));
+      pane.appendChild(
+        h(
+          "div",
+          { class: "chips" },
+          Object.entries(counts).map(([k, n]) =>
+            h("span", { class: "chip s-" + k, text: `${n} ${k}` }),
+          ),
+        ),
+      );
     } else {
       pane.appendChild(h("p", { class: "muted", text: "Reading test results…" }));
     }
@@ -1766,16 +2087,35 @@
     } else if (total) {
       const share = total.logical_bytes ? total.stored_bytes / total.logical_bytes : 0;
       pane.appendChild(
-        h("p", null, h("b", { text: formatBytes(total.stored_bytes) }), " stored for ", h("b", { text: formatBytes(total.logical_bytes) }), ` of weights and files (${formatRatio(total.ratio)} smaller)`)
+        h(
+          "p",
+          null,
+          h("b", { text: formatBytes(total.stored_bytes) }),
+          " stored for ",
+          h("b", { text: formatBytes(total.logical_bytes) }),
+          ` of weights and files (${formatRatio(total.ratio)} smaller)`,
+        ),
       );
       const bar = h("div", { class: "bar" }, h("div", { class: "bar-fill" }));
       bar.firstChild.style.width = Math.max(0.5, Math.min(1, share) * 100).toFixed(1) + "%";
       pane.appendChild(bar);
     } else {
-      pane.appendChild(h("p", { class: "muted", text: state.storageError || "Reading the store…" }));
+      pane.appendChild(
+        h("p", { class: "muted", text: state.storageError || "Reading the store…" }),
+      );
     }
     pane.appendChild(h("h3", { text: "Models" }));
-    const table = h("table", { class: "grid", id: "models" }, h("tr", null, h("th", { text: "Model" }), h("th", { text: "Latest" }), h("th", { text: "Aliases" })));
+    const table = h(
+      "table",
+      { class: "grid", id: "models" },
+      h(
+        "tr",
+        null,
+        h("th", { text: "Model" }),
+        h("th", { text: "Latest" }),
+        h("th", { text: "Aliases" }),
+      ),
+    );
     const models = [...snap.models].sort((a, b) => naturalCompare(a.name, b.name));
     for (const model of models.slice(0, 100)) {
       table.appendChild(
@@ -1787,23 +2127,48 @@
             null,
             h("b", { text: model.name }),
             model.description ? h("div", { class: "muted", text: model.description }) : null,
-            model.tags.length ? h("div", { class: "chips" }, model.tags.map((t) => h("span", { class: "chip", text: t }))) : null
+            model.tags.length
+              ? h(
+                  "div",
+                  { class: "chips" },
+                  model.tags.map((t) => h("span", { class: "chip", text: t })),
+                )
+              : null,
           ),
-          h("td", null, model.latest ? refButton(`${model.name}@${model.latest}`, "@" + model.latest) : "–"),
-          h("td", null, h("div", { class: "chips" }, Object.entries(model.aliases).map(([alias, n]) => h("span", { class: "chip " + aliasClass(alias), text: `${alias} @${n}` }))))
-        )
+          h(
+            "td",
+            null,
+            model.latest ? refButton(`${model.name}@${model.latest}`, "@" + model.latest) : "–",
+          ),
+          h(
+            "td",
+            null,
+            h(
+              "div",
+              { class: "chips" },
+              Object.entries(model.aliases).map(([alias, n]) =>
+                h("span", { class: "chip " + aliasClass(alias), text: `${alias} @${n}` }),
+              ),
+            ),
+          ),
+        ),
       );
     }
     pane.appendChild(table);
     if (models.length > 100) {
-      pane.appendChild(h("p", { class: "muted", text: `and ${models.length - 100} more: use the search box.` }));
+      pane.appendChild(
+        h("p", { class: "muted", text: `and ${models.length - 100} more: use the search box.` }),
+      );
     }
     if ((snap.cascades || []).length) {
       pane.appendChild(h("h3", { text: "Latest cascade" }));
       pane.appendChild(cascadeCard(snap.cascades[0]));
     }
     pane.appendChild(
-      h("p", { class: "note", text: "Click a version for its provenance, tests and storage; shift-click a second one to compare them. Scroll to zoom, drag to pan, / to search." })
+      h("p", {
+        class: "note",
+        text: "Click a version for its provenance, tests and storage; shift-click a second one to compare them. Scroll to zoom, drag to pan, / to search.",
+      }),
     );
   }
 
@@ -1852,7 +2217,8 @@
     for (const button of document.querySelectorAll(".tabs button")) {
       button.addEventListener("click", () => {
         const tab = button.getAttribute("data-tab");
-        if (tab === "cascades") navigate(state.cascadeId !== null ? ["cascade", String(state.cascadeId)] : ["cascades"]);
+        if (tab === "cascades")
+          navigate(state.cascadeId !== null ? ["cascade", String(state.cascadeId)] : ["cascades"]);
         else if (tab === "diff") openDiff(state.diff.a || state.selected || "", state.diff.b);
         else if (tab === "version" && state.selected) navigate(["version", state.selected]);
         else showTab(tab);
@@ -1903,14 +2269,22 @@
   // ---------------------------------------------------------------- loading
   async function load(again) {
     const started = performance.now();
-    $("status-line").textContent = again ? "Reading the workspace again…" : "Reading the workspace…";
+    $("status-line").textContent = again
+      ? "Reading the workspace again…"
+      : "Reading the workspace…";
     let snap;
     try {
       snap = await source.graph();
     } catch (err) {
       $("status-line").textContent = "";
       const pane = clear($("pane-overview"));
-      pane.appendChild(h("div", { class: "error-box", id: "load-error", text: "Could not read the workspace: " + err.message }));
+      pane.appendChild(
+        h("div", {
+          class: "error-box",
+          id: "load-error",
+          text: "Could not read the workspace: " + err.message,
+        }),
+      );
       return;
     }
     timings.fetch_ms = performance.now() - started;
@@ -1926,7 +2300,9 @@
     }
     $("ws-name").textContent = snap.workspace.name ? "· " + snap.workspace.name : "";
     document.title = "lineage · " + (snap.workspace.name || "workspace");
-    $("cascade-count").textContent = (snap.cascades || []).length ? String(snap.cascades.length) : "";
+    $("cascade-count").textContent = (snap.cascades || []).length
+      ? String(snap.cascades.length)
+      : "";
     render();
     if (!again) fitAll(0.35);
     renderOverview();
@@ -1937,7 +2313,7 @@
       setTimeout(() => {
         timings.interactive_ms = performance.now(); // since navigation start
         document.body.setAttribute("data-ready", "graph");
-      }, 0)
+      }, 0),
     );
     try {
       const statuses = await source.statuses();
