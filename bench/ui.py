@@ -63,6 +63,7 @@ def synthetic_family(versions: int, seed: int = 7) -> list[dict[str, Any]]:
     while count < versions:
         n = min(1 + rng.randrange(4), versions - count)
         family = [m for m in models[-25:] if m["depth"] < 4]
+        model: dict[str, Any]
         if not models or rng.random() < 0.06 or not family:
             model = {"name": f"base-{len(models)}", "parents": [], "kind": None, "depth": 0}
         else:

@@ -173,9 +173,9 @@ def render_json(view: GraphView) -> str:
 def render_html(view: GraphView, title: str = "lineage graph") -> str:
     """A self-contained page of the graph: the `lineage ui` app with the data inlined
     (`lineage.ui.export`; `lineage graph --format html` adds panels, tests, cascades)."""
-    from lineage.ui.export import html_from_graph_view
+    from lineage.ui.export import html_from_graph
 
-    return html_from_graph_view(view, title)
+    return html_from_graph(view.to_dict(), title)
 
 
 RENDERERS = {

@@ -95,7 +95,7 @@ def record_cascade_run(
         "counts": summary.get("counts") or {},
     }
     with workspace.engine.begin() as conn:
-        row_id = conn.execute(
+        result = conn.execute(
             t.cascade_runs.insert().values(
                 upstream=summary["upstream"],
                 replaces=summary.get("replaces") or "",
@@ -105,8 +105,9 @@ def record_cascade_run(
                 flow_run_id=summary.get("flow_run_id"),
                 summary=stored,
             )
-        ).inserted_primary_key[0]
-    return int(row_id)
+        )
+    assert result.inserted_primary_key is not None
+    return int(result.inserted_primary_key[0])
 
 
 def list_cascade_runs(workspace: Workspace, limit: int = 200) -> list[CascadeRecord]:

@@ -21,7 +21,6 @@ from lineage.ui import snapshot
 from lineage.ui.server import STATIC_DIR
 
 if TYPE_CHECKING:
-    from lineage.render import GraphView
     from lineage.workspace import Workspace
 
 _STYLESHEET_TAG = '<link rel="stylesheet" href="static/app.css">'
@@ -53,10 +52,10 @@ def export_html(
     return render_page(data, title or f"lineage · {snap['workspace']['name']}")
 
 
-def html_from_graph_view(view: GraphView, title: str = "lineage graph") -> str:
-    """A page from a bare `GraphView` (nodes and edges, no workspace at hand): the
-    graph without test statuses, panels or cascades."""
-    nodes = [node.__dict__ for node in view.nodes]
+def html_from_graph(graph: dict[str, Any], title: str = "lineage graph") -> str:
+    """A page from a bare graph (`GraphView.to_dict()`: nodes and edges, no workspace at
+    hand): the graph without test statuses, panels or cascades."""
+    nodes = list(graph["nodes"])
     newest: dict[str, int] = {}
     for node in nodes:
         newest[node["model"]] = max(newest.get(node["model"], 0), node["number"])
@@ -84,7 +83,7 @@ def html_from_graph_view(view: GraphView, title: str = "lineage graph") -> str:
             }
             for node in nodes
         ],
-        "edges": [edge.__dict__ for edge in view.edges],
+        "edges": list(graph["edges"]),
         "current": [node["id"] for node in nodes],
         "cascades": [],
         "links": {"mlflow": None, "prefect": None},

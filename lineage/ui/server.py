@@ -257,7 +257,7 @@ class UiServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host = self.server_address[0]
+        host = str(self.server_address[0])
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         if ":" in shown:
             shown = f"[{shown}]"

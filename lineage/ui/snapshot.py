@@ -387,7 +387,9 @@ def layer_of(tensor: str) -> str:
 
 def group_by_layer(identical: list[str], changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tensors in natural order, grouped by layer; a layer's change is its largest."""
-    rows = [{"name": name, "relative_l2": 0.0, "changed": False} for name in identical]
+    rows: list[dict[str, Any]] = [
+        {"name": name, "relative_l2": 0.0, "changed": False} for name in identical
+    ]
     rows += [
         {
             "name": change["name"],
