@@ -31,10 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -45,6 +47,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from lineage.cascade.build import build_plan
+from lineage.cascade.history import record_cascade_run
 from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
@@ -426,6 +429,15 @@ def _publish_artifacts(run: CascadeRun, summary: dict[str, Any]) -> None:
     create_markdown_artifact(
         markdown, key=f"{key}-cascade-lineage", description="lineage subtree of the cascade"
     )
+    if summary.get("cascade_run_id") is not None:
+        from lineage.ui.links import cascade_ui_url
+
+        create_link_artifact(
+            cascade_ui_url(summary["cascade_run_id"]),
+            link_text=f"cascade {run.plan.replaces} → {run.plan.upstream} in lineage ui",
+            key=f"{key}-cascade-ui",
+            description="this cascade drawn on the lineage graph (`lineage ui`)",
+        )
 
 
 def _tag_flow_run(plan: CascadePlan) -> None:
@@ -489,6 +501,7 @@ def cascade_flow(
     from lineage.workspace import Workspace
 
     logger = get_run_logger()
+    started_at = datetime.now(UTC)
     root = str(Workspace.open(workspace or None).root)
     plan = build_plan(open_workspace(root), upstream, replaces or None)
     _tag_flow_run(plan)
@@ -506,6 +519,9 @@ def cascade_flow(
     )
     run.run()
     summary = run.summary()
+    summary["cascade_run_id"] = record_cascade_run(
+        open_workspace(root), summary, started_at=started_at
+    )
     _publish_artifacts(run, summary)
     logger.info("cascade finished: %s", summary["counts"])
     return summary

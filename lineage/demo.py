@@ -204,6 +204,7 @@ def run_demo(workspace: Path) -> None:
         f"sqlite:///{workspace / '.lineage' / 'mlflow' / 'mlflow.db'}  → http://127.0.0.1:5000"
     )
     lineage_bin = Path(sys.executable).parent / "lineage"
+    console.print(f"  lineage ui      cd {workspace} && {lineage_bin} ui  → http://127.0.0.1:8765")
     console.print(f"  the CLI         cd {workspace} && {lineage_bin} graph --all-versions")
 
 

@@ -167,3 +167,22 @@ class TestDeclarationRow:
     kind: str
     params: dict[str, Any]
     disabled: bool
+
+
+@dataclass
+class CascadeRecord:
+    """One recorded cascade run: its upstream change, when it ran, each node's outcome."""
+
+    id: int
+    upstream: str
+    replaces: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # passed | failed
+    flow_run_id: str | None
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    levels: list[list[str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))

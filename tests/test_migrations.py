@@ -46,3 +46,19 @@ def test_downgrade_then_upgrade_round_trips(tmp_path) -> None:
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.execute(select(t.models)).all() == []
+
+
+def test_code_knows_the_newest_migration() -> None:
+    assert head_revision() == t.SCHEMA_REVISION
+
+
+def test_a_graph_made_by_an_older_lineage_is_upgraded_when_opened(tmp_path, tiny_weights) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    add(ws, "base", source=tiny_weights(0))
+    ws.close()
+    downgrade(ws.graph.engine, "0001")  # as a first-release lineage left it
+    ws.close()
+    reopened = Workspace.open(tmp_path / "ws")
+    assert reopened.model("base").allow_untested is False  # a column added since 0001
+    assert current_revision(reopened.graph.engine) == head_revision()
+    reopened.close()

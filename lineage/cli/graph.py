@@ -33,8 +33,13 @@ def graph(
         fmt = "json"
     if fmt not in GRAPH_FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(GRAPH_FORMATS)}")
-    view = graph_view(workspace_from(ctx), names or None, all_versions=all_versions)
-    rendered = RENDERERS[fmt](view)
+    workspace = workspace_from(ctx)
+    if fmt == "html":  # the lineage ui app as one file: panels, tests, cascades included
+        from lineage.ui.export import export_html
+
+        rendered = export_html(workspace, names or None, all_versions=all_versions)
+    else:
+        rendered = RENDERERS[fmt](graph_view(workspace, names or None, all_versions=all_versions))
     if output is not None:
         output.write_text(rendered + "\n")
         if not json_out:

@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "lineage.cli.trust",
     "lineage.cli.sync",
     "lineage.cli.image",
+    "lineage.cli.ui",
 ]
 
 

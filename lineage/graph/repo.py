@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage.errors import (
     CycleError,
@@ -43,6 +43,7 @@ from lineage.records import (
     DERIVATION_KINDS,
     VERSIONING,
     AliasEvent,
+    CascadeRecord,
     ModelInfo,
     ParentLink,
     Provenance,
@@ -113,6 +114,8 @@ class GraphRepo:
         self.engine = engine
         self.url = url
         self._conn = conn
+        # A repo handed out by `transaction()` comes from one that was checked already.
+        self._schema_checked = conn is not None
 
     @classmethod
     def connect(cls, url: str) -> GraphRepo:
@@ -128,6 +131,7 @@ class GraphRepo:
         if self._conn is not None:
             yield self
             return
+        self._check_schema()
         with self.engine.begin() as conn:
             yield GraphRepo(self.engine, self.url, conn)
 
@@ -136,6 +140,7 @@ class GraphRepo:
         if self._conn is not None:
             yield self._conn
             return
+        self._check_schema()
         with self.engine.connect() as conn:
             yield conn
 
@@ -144,6 +149,7 @@ class GraphRepo:
         if self._conn is not None:
             yield self._conn
             return
+        self._check_schema()
         with self.engine.begin() as conn:
             yield conn
 
@@ -152,6 +158,21 @@ class GraphRepo:
         from lineage.graph.migrate import upgrade
 
         upgrade(self.engine)
+        self._schema_checked = True
+
+    def _check_schema(self) -> None:
+        """Upgrade a graph DB made by an older lineage when it is first used (one cheap
+        query; alembic is imported only when a migration is due)."""
+        if self._schema_checked:
+            return
+        self._schema_checked = True
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return  # not a lineage graph DB yet: `init` migrates it
+        if found != t.SCHEMA_REVISION:
+            self.migrate()
 
     # ------------------------------------------------------------------ resolving
     def _model_id(self, conn: Connection, name: str) -> int:
@@ -842,6 +863,37 @@ class GraphRepo:
         }
         return dict(sorted(newest.items()))
 
+    # ------------------------------------------------------------------ cascade runs
+    def record_cascade_run(self, record: CascadeRecord) -> int:
+        """Store a finished cascade (its nodes, levels and counts); the record id."""
+        with self._writing() as conn:
+            result = conn.execute(
+                t.cascade_runs.insert().values(
+                    upstream=record.upstream,
+                    replaces=record.replaces,
+                    started_at=record.started_at,
+                    finished_at=record.finished_at,
+                    status=record.status,
+                    flow_run_id=record.flow_run_id,
+                    summary={
+                        "nodes": record.nodes,
+                        "levels": record.levels,
+                        "counts": record.counts,
+                    },
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def cascade_runs(self, limit: int = 200) -> list[CascadeRecord]:
+        """The most recent cascade runs, newest first."""
+        query = (
+            select(t.cascade_runs)
+            .order_by(t.cascade_runs.c.started_at.desc(), t.cascade_runs.c.id.desc())
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            return [_cascade_record(row) for row in conn.execute(query)]
+
     # ------------------------------------------------------------------ derive cache
     def cached_version_id(self, key: str) -> int | None:
         with self._reading() as conn:
@@ -865,6 +917,22 @@ class GraphRepo:
                     )
         except IntegrityError:
             pass  # another worker recorded the same derivation first
+
+
+def _cascade_record(row: Any) -> CascadeRecord:
+    summary = row.summary or {}
+    return CascadeRecord(
+        id=int(row.id),
+        upstream=row.upstream,
+        replaces=row.replaces,
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
+        status=row.status,
+        flow_run_id=row.flow_run_id,
+        nodes=list(summary.get("nodes") or []),
+        levels=list(summary.get("levels") or []),
+        counts=dict(summary.get("counts") or {}),
+    )
 
 
 def _version_info(row: Any, parents: list[ParentLink], aliases: list[str]) -> VersionInfo:

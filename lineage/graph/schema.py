@@ -29,6 +29,10 @@ __all__ = ["DERIVATION", "DERIVATION_KINDS", "EDGE_TYPES", "VERSIONING", "metada
 
 metadata = MetaData()
 
+#: The newest migration (`migrations/versions`): a graph DB at an older revision is
+#: upgraded when first opened (tests/test_migrations.py checks the two agree).
+SCHEMA_REVISION = "0003"
+
 models = Table(
     "models",
     metadata,
@@ -149,3 +153,19 @@ derive_cache = Table(
     Column("version_id", Integer, ForeignKey("versions.id"), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# One row per cascade run (written when the cascade flow ends), for the UI and audits:
+# the plan and each node's outcome live in `summary` (see lineage.cascade.history).
+cascade_runs = Table(
+    "cascade_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("upstream", String(200), nullable=False),
+    Column("replaces", String(200), nullable=False, default=""),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("flow_run_id", String(64), nullable=True),
+    Column("summary", JSON, nullable=False, default=dict),
+)
+Index("ix_cascade_runs_started", cascade_runs.c.started_at)

@@ -15,6 +15,8 @@ scored with a nearest-centroid probe; see `lineage.modeltests.predictor`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from lineage.modeltests.declarations import (
     PARAMS_BY_KIND,
     TEST_KINDS,
@@ -23,7 +25,9 @@ from lineage.modeltests.declarations import (
     validate_test_name,
 )
 from lineage.modeltests.outcome import TestOutcome
-from lineage.modeltests.runner import run_model_test
+
+if TYPE_CHECKING:
+    from lineage.modeltests.runner import run_model_test
 
 __all__ = [
     "PARAMS_BY_KIND",
@@ -34,3 +38,13 @@ __all__ = [
     "run_model_test",
     "validate_test_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The runner imports torch: only when a test is run, so that reading test
+    # declarations and results (`lineage show`, `lineage ui`) stays light.
+    if name == "run_model_test":
+        from lineage.modeltests.runner import run_model_test
+
+        return run_model_test
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -237,6 +237,7 @@ def _run_on_version(
 
     if not tests:
         return []
+
     data = data or (version.extra or {}).get("data")
     parents = version.derivation_parents
     outcomes = []

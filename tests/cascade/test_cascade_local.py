@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from cascade_helpers import provenance
@@ -90,3 +91,31 @@ def test_local_cascade_with_tracking(
     steps = {run.data.tags.get("lineage.step") for run in runs}
     assert {"derive", "test"} <= steps, steps
     assert all(run.data.tags.get("prefect.flow_run_id") == summary["flow_run_id"] for run in runs)
+    # The run is recorded for `lineage ui`, and the flow run's artifacts link there.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    from lineage.cascade.history import list_cascade_runs
+
+    (record,) = list_cascade_runs(ws)
+    assert record.id == summary["cascade_run_id"]
+    assert (record.upstream, record.replaces) == ("base@2", "base@1")
+    assert record.flow_run_id == summary["flow_run_id"] and record.status == "passed"
+    assert {n["model"]: n["status"] for n in record.nodes} == {
+        "ft": "promoted",
+        "ft-q": "candidate",
+    }
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["base-2-cascade-ui"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(summary["flow_run_id"])]),
+            )
+        )
+    assert [a.data for a in artifacts] == [
+        f"[cascade base@1 → base@2 in lineage ui](http://127.0.0.1:8765/#/cascade/{record.id})"
+    ]
