@@ -24,9 +24,12 @@ test: setup image-if-engine
 demo: setup
 	$(PY) -m lineage.demo
 
+# Style, the import-layer contract (pyproject.toml [tool.importlinter]) and types.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=. $(VENV)/bin/lint-imports
+	PYTHONPATH=. $(VENV)/bin/mypy
 
 bench: setup
 	$(PY) bench/graph.py

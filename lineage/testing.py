@@ -14,8 +14,8 @@ import numpy as np
 def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) -> Path:
     """A small HF-like directory: `config.json` and one `model.safetensors`.
 
-    >>> write_tiny_weights(Path("/tmp/w"), seed=1)  # doctest: +SKIP
-    PosixPath('/tmp/w')
+    >>> sorted(p.name for p in write_tiny_weights(tmp / "w", seed=1).iterdir())
+    ['config.json', 'model.safetensors']
     """
     from safetensors.numpy import save_file
 

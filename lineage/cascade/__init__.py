@@ -7,9 +7,13 @@ recognise work already done (`cache`) and how to do one node (`node`); the Prefe
 project's `flows/cascade.py` decides *when*, and `settings` holds the choice of task
 runner both the CLI and the flow check.
 
+>>> from lineage.ops.add import commit
+>>> _ = commit(ws, "base", source=make_tiny_model(tmp / "base2", num_labels=2, seed=2))
 >>> plan = build_plan(ws, "base@2")
->>> [node.model for node in plan.to_derive]
-['ft-q']
+>>> plan.replaces, [node.model for node in plan.skipped]
+('base@1', ['ft'])
+>>> plan.skipped[0].reason
+'no recipe recorded (registered from weights), so it cannot be re-derived'
 """
 
 from lineage.cascade.build import build_plan

@@ -5,9 +5,11 @@ records (`list_cascade_runs`) and draws each on the lineage graph. A workspace m
 before this table existed is migrated on the first write; reading one just finds no
 cascades.
 
->>> run_id = record_cascade_run(ws, summary, started_at=started)     # doctest: +SKIP
->>> [(r.upstream, r.status) for r in list_cascade_runs(ws)]          # doctest: +SKIP
-[('base@2', 'failed')]
+>>> summary = {"upstream": "base@2", "replaces": "base@1", "counts": {"failed": 1},
+...            "nodes": [{"model": "ft", "old_ref": "ft@1", "status": "failed"}]}
+>>> run_id = record_cascade_run(ws, summary, started_at=utc_now())
+>>> [(r.upstream, r.status, r.nodes[0]["status"]) for r in list_cascade_runs(ws)]
+[('base@2', 'failed', 'failed')]
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ Each method runs in its own short transaction, unless the repo was handed out by
 `transaction()`, in which case every call joins that one transaction (promotion moves
 several aliases atomically this way):
 
->>> repo = GraphRepo.connect("sqlite:///tmp/ws/.lineage/graph.db")   # doctest: +SKIP
->>> with repo.transaction() as tx:                                   # doctest: +SKIP
-...     tx.set_alias("sentiment@3", "champion", action="promote", actor="ci", reason="")
-...     tx.remove_alias("sentiment", "candidate", action="promote", actor="ci", reason="")
+>>> repo = ws.graph                      # a workspace's repo (or GraphRepo.connect(url))
+>>> with repo.transaction() as tx:
+...     moved = tx.set_alias("ft@1", "staging", action="set", actor="ci", reason="canary")
+...     gone = tx.remove_alias("ft", "staging", action="remove", actor="ci", reason="done")
+>>> [(e.action, e.from_version, e.to_version) for e in repo.alias_history("ft")]
+[('set', None, 1), ('remove', 1, None)]
 
 Ancestor and descendant queries are recursive CTEs over the indexed `edges` table that
 return ids; ordering happens in Python (`lineage.graph.walk`) on the small result.

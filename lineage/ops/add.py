@@ -5,12 +5,13 @@ leaves the graph DB and the object store as they were. Weights are stored first 
 store makes every object durable before it returns); the version row that names them
 is written last, in one transaction, so a version is visible only once complete.
 
->>> base = add(ws, "base", source=write_tiny_weights(tmp / "base"))
->>> ft = add(ws, "ft", source=write_tiny_weights(tmp / "ft", seed=1), parents=["base@1"],
+>>> fresh = Workspace.init(tmp / "fresh")
+>>> base = add(fresh, "base", source=write_tiny_weights(tmp / "base"))
+>>> ft = add(fresh, "ft", source=write_tiny_weights(tmp / "ft", seed=1), parents=["base@1"],
 ...          kind="finetune")
 >>> ft.ref, [p.ref for p in ft.derivation_parents]
 ('ft@1', ['base@1'])
->>> commit(ws, "base", source=write_tiny_weights(tmp / "base2", seed=2)).ref
+>>> commit(fresh, "base", source=write_tiny_weights(tmp / "base2", seed=2)).ref
 'base@2'
 """
 

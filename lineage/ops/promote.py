@@ -25,8 +25,14 @@ mid-way), the error says so and `lineage sync mlflow` repairs MLflow from the DB
 `candidate`, and `champion` (through `promote`) when its model promotes automatically.
 Every alias move of promote, rollback and the gate goes through `_execute` here.
 
->>> promote(ws, "sentiment@3", reason="beats v2 on accuracy")   # doctest: +SKIP
->>> rollback(ws, "base", cascade=True, reason="bad tokenizer")   # doctest: +SKIP
+>>> from lineage.ops.tests import declare_model_test, run_tests
+>>> _ = declare_model_test(ws, "base", "small", "size", {"max_bytes": 100_000_000})
+>>> run_tests(ws, "ft@1").passed
+True
+>>> promote(ws, "ft@1", reason="first release", track=False).to_version
+1
+>>> ws.model("ft").aliases
+{'champion': 1}
 """
 
 from __future__ import annotations

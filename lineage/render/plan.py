@@ -1,7 +1,11 @@
 """A cascade plan as text (`--dry-run`, logs) and as a table (the Prefect UI).
 
->>> print(describe_plan(plan)[0])
-cascade base@1 -> base@2: 1 to re-derive in 1 level(s), 0 skipped
+>>> from lineage.cascade import build_plan
+>>> from lineage.ops.add import commit
+>>> _ = commit(ws, "base", source=make_tiny_model(tmp / "base2", num_labels=2, seed=2))
+>>> print("\n".join(describe_plan(build_plan(ws, "base@2"))))
+cascade base@1 -> base@2: 0 to re-derive in 0 level(s), 1 skipped
+skipped: ft@1: no recipe recorded (registered from weights), so it cannot be re-derived
 """
 
 from __future__ import annotations
