@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, get_args
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 #: How a version was derived from its parents (the kind of a derivation edge).
 Kind = Literal["finetune", "adapter", "distill", "quantize", "prune", "merge", "other"]
 DERIVATION_KINDS: tuple[str, ...] = get_args(Kind)
+
+
+def is_kind(value: object) -> TypeGuard[Kind]:
+    """Whether `value` is one of the derivation kinds."""
+    return value in DERIVATION_KINDS
+
 
 #: The two edge types: `child@v` derived from `parent@w`, and `m@v+1` next after `m@v`.
 DERIVATION = "derivation"
