@@ -110,7 +110,7 @@ def make_tiny_model(
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
         model = BertForSequenceClassification(config) if num_labels else BertModel(config)
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
         save_model(model, out)
     copy_tokenizer(src, out)
     return out

@@ -89,17 +89,14 @@ def make_upstream_v2(out_dir: Path) -> Path:
     classifier head is dropped), as a maintainer publishing base v2 would.
     """
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
     from lineage.bundled import copy_tokenizer, minilm_path
     from lineage.datasets import load_dataset
     from lineage.recipes import get_recipe
+    from lineage.recipes.hf import quiet_transformers
 
     recipe = get_recipe("finetune")
-    with tempfile.TemporaryDirectory(prefix="lineage-demo-") as tmp:
+    with quiet_transformers(), tempfile.TemporaryDirectory(prefix="lineage-demo-") as tmp:
         trained = Path(tmp) / "trained"
         recipe.derive(
             [minilm_path()],

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, get_args
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: How a version was derived from its parents (the kind of a derivation edge).
 Kind = Literal["finetune", "adapter", "distill", "quantize", "prune", "merge", "other"]
 DERIVATION_KINDS: tuple[str, ...] = get_args(Kind)
+
+
+def is_kind(value: object) -> TypeGuard[Kind]:
+    """Whether `value` is one of the derivation kinds."""
+    return value in DERIVATION_KINDS
+
 
 #: The two edge types: `child@v` derived from `parent@w`, and `m@v+1` next after `m@v`.
 DERIVATION = "derivation"
@@ -34,6 +43,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
     return value
+
+
+def _record_dict(record: DataclassInstance) -> dict[str, Any]:
+    """A dataclass record as a JSON-ready dict (times as ISO strings, tuples as lists)."""
+    return {key: _jsonable(item) for key, item in asdict(record).items()}
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,7 @@ class VersionInfo:
         return next((link for link in self.parents if link.edge_type == VERSIONING), None)
 
     def to_dict(self) -> dict[str, Any]:
-        data = _jsonable(asdict(self))
+        data = _record_dict(self)
         data["ref"] = self.ref
         return data
 
@@ -101,7 +115,7 @@ class ModelInfo:
     aliases: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return _record_dict(self)
 
 
 @dataclass
@@ -119,7 +133,7 @@ class AliasEvent:
     id: int | None = None  # position in the model's history (None before it is stored)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return _record_dict(self)
 
 
 @dataclass
@@ -153,7 +167,7 @@ class StoredTestResult:
     ran_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return _record_dict(self)
 
 
 @dataclass(frozen=True)
@@ -185,4 +199,4 @@ class CascadeRecord:
     counts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return _record_dict(self)

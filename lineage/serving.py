@@ -117,9 +117,9 @@ def make_pointer_model() -> Any:
     The class is built here, not at module top, because lineage imports MLflow
     only inside functions.
     """
-    from mlflow.pyfunc import PythonModel
+    from mlflow.pyfunc.model import PythonModel
 
-    class LineagePointerModel(PythonModel):  # type: ignore[misc]
+    class LineagePointerModel(PythonModel):
         """Loads a lineage version's weights from the store and predicts on texts."""
 
         # predict takes texts in several shapes (see `_texts`): no MLflow schema

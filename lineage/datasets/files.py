@@ -16,11 +16,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from lineage.datasets.base import SPLITS, TextDataset
 from lineage.errors import DataError
 
 REQUIRED_COLUMNS = ("text", "label")
+
+#: One row as read from the file (column name to value), with its line number.
+Record = tuple[int, dict[str, Any]]
 
 
 def load_file(path: str | Path) -> TextDataset:
@@ -45,7 +49,7 @@ def load_file(path: str | Path) -> TextDataset:
             f"data file {str(path)!r} lacks column(s) {', '.join(missing)} "
             f"(found: {', '.join(sorted(columns)) or 'none'}; need text and label)"
         )
-    rows = []
+    rows: list[tuple[str | None, str, str]] = []
     for line_no, rec in records:
         text, label = rec.get("text"), rec.get("label")
         if text is None or str(text).strip() == "":
@@ -59,17 +63,20 @@ def load_file(path: str | Path) -> TextDataset:
     name = path.stem
     source = f"file:{path.name}"
     if "split" in columns:
-        bad = sorted({s for s, _, _ in rows if s not in SPLITS})
+        # str(): a missing split (None) is reported as a bad value too, and sorts with the rest.
+        bad = sorted({str(s) for s, _, _ in rows if s not in SPLITS})
         if bad:
             raise DataError(
-                f"data file {str(path)!r}: unknown split value(s) {', '.join(map(str, bad))} "
+                f"data file {str(path)!r}: unknown split value(s) {', '.join(bad)} "
                 f"(use {', '.join(SPLITS)})"
             )
-        return TextDataset.from_split_rows(name, [(s, t, lab) for s, t, lab in rows], source=source)  # type: ignore[misc]
+        # Every split was checked above, so the filter only narrows the type.
+        split_rows = [(s, t, lab) for s, t, lab in rows if s is not None]
+        return TextDataset.from_split_rows(name, split_rows, source=source)
     return TextDataset.from_rows(name, [(t, lab) for _, t, lab in rows], source=source)
 
 
-def _read_csv(path: Path) -> tuple[list[tuple[int, dict]], set[str]]:
+def _read_csv(path: Path) -> tuple[list[Record], set[str]]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -83,8 +90,8 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, dict]], set[str]]:
     return records, columns
 
 
-def _read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], set[str]]:
-    records: list[tuple[int, dict]] = []
+def _read_jsonl(path: Path) -> tuple[list[Record], set[str]]:
+    records: list[Record] = []
     columns: set[str] = set()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

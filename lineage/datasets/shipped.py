@@ -302,5 +302,9 @@ def shipped_dataset(name: str) -> TextDataset:
     rng = random.Random(f"lineage-{name}-v{GENERATOR_VERSION}")
     # Duplicates would leak between splits and inflate held-out accuracy.
     seen: set[str] = set()
-    rows = [r for r in generate(rng, n) if not (r[0] in seen or seen.add(r[0]))]
+    rows: list[tuple[str, str]] = []
+    for text, label in generate(rng, n):
+        if text not in seen:
+            seen.add(text)
+            rows.append((text, label))
     return TextDataset.from_rows(name, rows, source=f"shipped:{name}@v{GENERATOR_VERSION}")

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text
+from sqlalchemy import Connection, CursorResult, Engine, and_, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage.errors import (
@@ -338,17 +338,19 @@ class GraphRepo:
         try:
             with self._writing() as conn:
                 if new.new_model:
-                    model_id = conn.execute(
-                        t.models.insert().values(
-                            name=new.name,
-                            description="",
-                            tags=[],
-                            auto_promote=True,
-                            require_approval=False,
-                            allow_untested=False,
-                            created_at=now,
+                    model_id = _inserted_id(
+                        conn.execute(
+                            t.models.insert().values(
+                                name=new.name,
+                                description="",
+                                tags=[],
+                                auto_promote=True,
+                                require_approval=False,
+                                allow_untested=False,
+                                created_at=now,
+                            )
                         )
-                    ).inserted_primary_key[0]
+                    )
                 else:
                     model_id = self._lock_model(conn, new.name)
                 previous = conn.execute(
@@ -357,25 +359,27 @@ class GraphRepo:
                     .order_by(t.versions.c.number.desc())
                     .limit(1)
                 ).first()
-                version_id = conn.execute(
-                    t.versions.insert().values(
-                        model_id=model_id,
-                        number=1 if previous is None else previous.number + 1,
-                        manifest_id=new.manifest_id,
-                        kind=new.kind,
-                        recipe_id=provenance.recipe_id,
-                        recipe_params=provenance.recipe_params,
-                        data_fingerprint=provenance.data_fingerprint,
-                        code_version=provenance.code_version,
-                        image_digest=provenance.image_digest,
-                        library_versions=provenance.library_versions,
-                        author=new.author,
-                        message=new.message,
-                        tags=list(new.tags),
-                        extra=provenance.extra,
-                        created_at=now,
+                version_id = _inserted_id(
+                    conn.execute(
+                        t.versions.insert().values(
+                            model_id=model_id,
+                            number=1 if previous is None else previous.number + 1,
+                            manifest_id=new.manifest_id,
+                            kind=new.kind,
+                            recipe_id=provenance.recipe_id,
+                            recipe_params=provenance.recipe_params,
+                            data_fingerprint=provenance.data_fingerprint,
+                            code_version=provenance.code_version,
+                            image_digest=provenance.image_digest,
+                            library_versions=provenance.library_versions,
+                            author=new.author,
+                            message=new.message,
+                            tags=list(new.tags),
+                            extra=provenance.extra,
+                            created_at=now,
+                        )
                     )
-                ).inserted_primary_key[0]
+                )
                 for position, parent_id in enumerate(new.parent_ids):
                     conn.execute(
                         t.edges.insert().values(
@@ -689,7 +693,7 @@ class GraphRepo:
         from_version_id: int | None,
         to_version_id: int | None,
     ) -> int:
-        return int(
+        return _inserted_id(
             conn.execute(
                 t.alias_events.insert().values(
                     model_id=model_id,
@@ -701,7 +705,7 @@ class GraphRepo:
                     reason=event.reason,
                     at=event.at,
                 )
-            ).inserted_primary_key[0]
+            )
         )
 
     def record_alias_decision(
@@ -884,7 +888,7 @@ class GraphRepo:
                     },
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _inserted_id(result)
 
     def cascade_runs(self, limit: int = 200) -> list[CascadeRecord]:
         """The most recent cascade runs, newest first."""
@@ -919,6 +923,14 @@ class GraphRepo:
                     )
         except IntegrityError:
             pass  # another worker recorded the same derivation first
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    """The id the database gave the row a single-row INSERT just wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # SQLAlchemy's type allows it; a single-row insert of ours always has one
+        raise RuntimeError("the database reported no id for the row just inserted")
+    return int(key[0])
 
 
 def _cascade_record(row: Any) -> CascadeRecord:

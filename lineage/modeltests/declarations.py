@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -200,7 +201,7 @@ def declare_test(name: str, kind: str, params: dict[str, Any] | None = None) -> 
     return TestDeclaration(name=name, kind=kind, params=dict(params or {}))
 
 
-def resolve_user_test(ref: str, test_name: str = "?"):
+def resolve_user_test(ref: str, test_name: str = "?") -> Callable[..., Any]:
     """Import `module:function` and check it takes `(model_dir, parent_dir, data, params)`."""
     import importlib
 
@@ -208,7 +209,7 @@ def resolve_user_test(ref: str, test_name: str = "?"):
         raise ModelTestError(f"test {test_name!r}: invalid reference {ref!r}: use module:function")
     module_name, attr = ref.split(":", 1)
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: object = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ImportError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lineage.datasets import TextDataset
+from lineage.datasets import Example, TextDataset
 from lineage.errors import ModelTestError
 from lineage.modeltests.declarations import (
     AccuracyParams,
@@ -42,7 +42,7 @@ _FALLBACK_TEXTS = [
 ]
 
 
-def _examples(data: TextDataset, p: DataParams):
+def _examples(data: TextDataset, p: DataParams) -> tuple[Example, ...]:
     examples = data.split(p.split)
     return examples[: p.max_examples] if p.max_examples else examples
 
@@ -68,12 +68,20 @@ def score(
     return value, details
 
 
-def run_accuracy(model_dir, parent_dir, data, p: AccuracyParams | F1Params, metric) -> Measured:
+def run_accuracy(
+    model_dir: Path,
+    parent_dir: Path | None,
+    data: TextDataset,
+    p: AccuracyParams | F1Params,
+    metric: str,
+) -> Measured:
     value, details = score(model_dir, parent_dir, data, p, metric)
     return metric, value, p.threshold, value >= p.threshold, details
 
 
-def run_no_regression(model_dir, parent_dir, data, p: NoRegressionParams) -> Measured:
+def run_no_regression(
+    model_dir: Path, parent_dir: Path | None, data: TextDataset, p: NoRegressionParams
+) -> Measured:
     value, details = score(model_dir, parent_dir, data, p, p.metric)
     if parent_dir is None:
         details["skipped"] = "no parent to compare against"
@@ -89,7 +97,9 @@ def run_no_regression(model_dir, parent_dir, data, p: NoRegressionParams) -> Mea
     return p.metric, value, threshold, value >= threshold - 1e-12, details
 
 
-def run_invariance(model_dir, parent_dir, data, p: InvarianceParams) -> Measured:
+def run_invariance(
+    model_dir: Path, parent_dir: Path | None, data: TextDataset, p: InvarianceParams
+) -> Measured:
     predictor = Predictor(model_dir, parent_dir, data, max_length=p.max_length)
     texts = [e.text for e in _examples(data, p)]
     base = predictor.predict(texts)
@@ -108,7 +118,9 @@ def run_invariance(model_dir, parent_dir, data, p: InvarianceParams) -> Measured
     return "unchanged_fraction", value, p.threshold, value >= p.threshold, details
 
 
-def run_size(model_dir: Path, parent_dir, data, p: SizeParams) -> Measured:
+def run_size(
+    model_dir: Path, parent_dir: Path | None, data: TextDataset | None, p: SizeParams
+) -> Measured:
     inspect_model(model_dir)  # a clear error for a directory that is not a model
     from safetensors import safe_open
 
@@ -136,7 +148,9 @@ def run_size(model_dir: Path, parent_dir, data, p: SizeParams) -> Measured:
 
 
 @torch.no_grad()
-def run_latency(model_dir, parent_dir, data, p: LatencyParams) -> Measured:
+def run_latency(
+    model_dir: Path, parent_dir: Path | None, data: TextDataset | None, p: LatencyParams
+) -> Measured:
     model, tokenizer, _ = load_for_inference(model_dir, parent_dir)
     if data is not None:
         texts = [e.text for e in _examples(data, p)]
@@ -165,7 +179,9 @@ def run_latency(model_dir, parent_dir, data, p: LatencyParams) -> Measured:
     return "ms_per_example", value, p.max_ms, value <= p.max_ms, details
 
 
-def run_user(model_dir, parent_dir, data, p: UserParams, name: str) -> Measured:
+def run_user(
+    model_dir: Path, parent_dir: Path | None, data: TextDataset | None, p: UserParams, name: str
+) -> Measured:
     fn = resolve_user_test(p.ref, name)
     raw = fn(model_dir, parent_dir, data, dict(p.args))
     if isinstance(raw, TestOutcome):

@@ -55,12 +55,14 @@ def run_model_test(
     p = decl.typed_params
     start = time.perf_counter()
     try:
-        if decl.kind in ("accuracy", "f1"):
-            measured = kinds.run_accuracy(model_dir, parent, dataset, p, decl.kind)
-        elif decl.kind == "no_regression":
-            measured = kinds.run_no_regression(model_dir, parent, dataset, p)
-        elif decl.kind == "invariance":
-            measured = kinds.run_invariance(model_dir, parent, dataset, p)
+        if decl.kind in _NEEDS_DATA:
+            assert dataset is not None  # _resolve_data raised for a data kind without data
+            if decl.kind in ("accuracy", "f1"):
+                measured = kinds.run_accuracy(model_dir, parent, dataset, p, decl.kind)
+            elif decl.kind == "no_regression":
+                measured = kinds.run_no_regression(model_dir, parent, dataset, p)
+            else:
+                measured = kinds.run_invariance(model_dir, parent, dataset, p)
         elif decl.kind == "size":
             measured = kinds.run_size(model_dir, parent, dataset, p)
         elif decl.kind == "latency":

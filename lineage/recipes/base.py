@@ -26,11 +26,12 @@ from lineage.datasets import DataSpec, TextDataset, load_dataset
 from lineage.errors import LineageError, RecipeError
 from lineage.recipes.determinism import deterministic
 from lineage.recipes.training import TrainingProgress
+from lineage.records import DERIVATION_KINDS, Kind
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["finetune", "adapter", "distill", "quantize", "prune", "merge", "other"]
-KINDS: tuple[str, ...] = ("finetune", "adapter", "distill", "quantize", "prune", "merge", "other")
+#: The derivation kinds a recipe may declare (`lineage.records.Kind`).
+KINDS = DERIVATION_KINDS
 
 
 class RecipeParams(BaseModel):

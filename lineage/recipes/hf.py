@@ -23,12 +23,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lineage.errors import RecipeError, WeightsError
 from lineage.formats import PICKLE_SUFFIXES
 from lineage.recipes.int8 import INT8_SUFFIX, is_quantized_config
 from lineage.recipes.safetensors_raw import read_header
+
+if TYPE_CHECKING:  # imported lazily: the read commands import no torch
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +69,14 @@ def quiet_transformers() -> Iterator[None]:
 
     level = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity(logging.ERROR)  # = set_verbosity_error(), unannotated upstream
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -182,7 +187,7 @@ def require_encoder(
     return info
 
 
-def load_tokenizer(*candidates: Path | None):
+def load_tokenizer(*candidates: Path | None) -> PreTrainedTokenizerBase:
     """The tokenizer of the first directory in `candidates` that has one."""
     from transformers import AutoTokenizer
 
@@ -196,7 +201,9 @@ def load_tokenizer(*candidates: Path | None):
     raise WeightsError(f"no tokenizer files in {names}")
 
 
-def load_classifier(path: Path, labels: tuple[str, ...], *, info: ModelInfo | None = None):
+def load_classifier(
+    path: Path, labels: tuple[str, ...], *, info: ModelInfo | None = None
+) -> PreTrainedModel:
     """Load `path` as a sequence classifier for `labels`.
 
     A parent that already has a head for exactly these labels keeps it (continued
@@ -212,7 +219,7 @@ def load_classifier(path: Path, labels: tuple[str, ...], *, info: ModelInfo | No
             "parent %s has a head for %s; re-initialising it for %s", path, info.labels, labels
         )
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
             str(path),
             num_labels=len(labels),
             id2label=id2label,
@@ -221,13 +228,14 @@ def load_classifier(path: Path, labels: tuple[str, ...], *, info: ModelInfo | No
             local_files_only=True,
         )
     if info.has_head and not same_head:
-        for module in model.classifier.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        for module in model.get_submodule("classifier").modules():
+            reset = getattr(module, "reset_parameters", None)
+            if reset is not None:
+                reset()
     return model
 
 
-def load_plain(path: Path, info: ModelInfo | None = None):
+def load_plain(path: Path, info: ModelInfo | None = None) -> PreTrainedModel:
     """Load a `model` directory as what it is: classifier if it has a head, else encoder.
 
     `WeightsError` if its weights do not fill the model its config describes: a tensor
@@ -237,6 +245,7 @@ def load_plain(path: Path, info: ModelInfo | None = None):
 
     info = info or inspect_model(path)
     cls = AutoModelForSequenceClassification if info.has_head else AutoModel
+    model: PreTrainedModel
     with quiet_transformers():
         model, loading = cls.from_pretrained(
             str(path), local_files_only=True, output_loading_info=True
@@ -282,7 +291,9 @@ def require_complete(
     )
 
 
-def load_for_inference(path: str | Path, base_dir: str | Path | None = None):
+def load_for_inference(
+    path: str | Path, base_dir: str | Path | None = None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, ModelInfo]:
     """Load any lineage model directory as a float32 eval-mode model.
 
     `base_dir` is needed for an adapter directory (its base model; for a test run
@@ -298,17 +309,21 @@ def load_for_inference(path: str | Path, base_dir: str | Path | None = None):
     path = Path(path)
     base = Path(base_dir) if base_dir is not None else None
     info = inspect_model(path)
-    if info.layout == "adapter":
-        model = _load_adapter_merged(path, base, info)
-    elif info.layout == "quantized":
-        model = _load_quantized(path, info)
-    else:
-        model = load_plain(path, info)
-    model = model.to(torch.float32).eval()
+    model = _load_layout(path, base, info).to(torch.float32).eval()
     return model, load_tokenizer(path, base), info
 
 
-def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
+def _load_layout(path: Path, base: Path | None, info: ModelInfo) -> torch.nn.Module:
+    # Typed as the torch module the caller runs: transformers annotates its overrides of
+    # `to` and `eval` wrongly or not at all (they are still the ones called).
+    if info.layout == "adapter":
+        return _load_adapter_merged(path, base, info)
+    if info.layout == "quantized":
+        return _load_quantized(path, info)
+    return load_plain(path, info)
+
+
+def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo) -> PreTrainedModel:
     from peft import PeftModel, get_peft_model_state_dict
 
     if base is None:
@@ -338,10 +353,16 @@ def _load_adapter_merged(path: Path, base: Path | None, info: ModelInfo):
     expected = set(get_peft_model_state_dict(peft_model))
     stored = set(safetensors_keys(path / "adapter_model.safetensors"))
     require_complete(path, expected - stored, stored - expected)
-    return peft_model.merge_and_unload()
+    return merged(peft_model)
 
 
-def _load_quantized(path: Path, info: ModelInfo):
+def merged(peft_model: PeftModel) -> PreTrainedModel:
+    """The adapter folded into its base model (`merge_and_unload`)."""
+    # PEFT types the result as a plain Module; it is the transformers base model.
+    return cast("PreTrainedModel", peft_model.merge_and_unload())
+
+
+def _load_quantized(path: Path, info: ModelInfo) -> PreTrainedModel:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
@@ -350,7 +371,7 @@ def _load_quantized(path: Path, info: ModelInfo):
     with quiet_transformers():
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         cls = AutoModelForSequenceClassification if info.has_head else AutoModel
-        model = cls.from_config(config)
+        model: PreTrainedModel = cls.from_config(config)  # type: ignore[no-untyped-call]  # unannotated upstream
     state = dequantize_tensors(load_file(str(path / WEIGHTS_FILE)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Non-persistent buffers (position ids) are never in a checkpoint.
@@ -359,7 +380,7 @@ def _load_quantized(path: Path, info: ModelInfo):
     return model
 
 
-def save_model(model, out_dir: Path) -> None:
+def save_model(model: PreTrainedModel, out_dir: Path) -> None:
     """`save_pretrained` as safetensors, after making every tensor contiguous.
 
     Contiguity matters for bit-identical output: a transposed view would be

@@ -18,13 +18,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from lineage.datasets import TextDataset
 from lineage.errors import RecipeError
-from lineage.recipes.base import KINDS, Recipe
+from lineage.recipes.base import KINDS, DeriveFunction, Recipe
+from lineage.recipes.training import TrainingProgress
+from lineage.records import is_kind
 
 ENTRY_POINT_GROUP = "lineage.recipes"
 _REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -78,7 +83,7 @@ def recipe_from_object(obj: Any, ref: str) -> Recipe:
     if not (isinstance(params, type) and issubclass(params, BaseModel)):
         raise RecipeError(f"recipe {ref!r}: its Params must be a pydantic model class")
     kind = getattr(obj, "kind", "other")
-    if kind not in KINDS:
+    if not is_kind(kind):
         raise RecipeError(f"recipe {ref!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
     return Recipe(
         id=ref,
@@ -93,13 +98,19 @@ def recipe_from_object(obj: Any, ref: str) -> Recipe:
     )
 
 
-def _accepting_progress(fn: Any) -> Any:
+def _accepting_progress(fn: Callable[..., Any]) -> DeriveFunction:
     # User functions may omit `progress`; pass it only to those that take it.
     params = inspect.signature(fn).parameters
     if "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return fn
 
-    def call(parents, params, data, out_dir, progress=None):  # type: ignore[no-untyped-def]
+    def call(
+        parents: list[Path],
+        params: Any,
+        data: TextDataset | None,
+        out_dir: Path,
+        progress: TrainingProgress | None = None,
+    ) -> Any:
         return fn(parents, params, data, out_dir)
 
     return call

@@ -21,6 +21,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class RawTensor:
         return np.frombuffer(self.data, dtype=np.dtype(kind).newbyteorder("<")).reshape(self.shape)
 
 
-def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
+def read_header(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str], int]:
     """(tensor entries, `__metadata__`, data start) of a safetensors file.
 
     Raises `WeightsError` naming the file when it is not valid safetensors.

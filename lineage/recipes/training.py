@@ -13,10 +13,14 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from lineage.datasets import Example
+
+if TYPE_CHECKING:  # transformers is imported lazily
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("lineage.recipes.training")
 
@@ -40,7 +44,9 @@ def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator
             yield [examples[j] for j in order[i : i + batch_size]]
 
 
-def encode(tokenizer, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+def encode(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int
+) -> dict[str, torch.Tensor]:
     """Tokenize, truncate and pad to the longest text of the batch."""
     return dict(
         tokenizer(
@@ -85,7 +91,7 @@ def train_steps(
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"{label}: loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
@@ -109,8 +115,13 @@ def train_steps(
 
 
 @torch.no_grad()
-def _in_batches(  # type: ignore[no-untyped-def]
-    model, tokenizer, texts, max_length: int, batch_size: int, output
+def _in_batches(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int,
+    output: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 ) -> torch.Tensor:
     """`output(enc)` for every batch of `texts`, concatenated, with the model in eval mode."""
     was_training = model.training
@@ -123,7 +134,12 @@ def _in_batches(  # type: ignore[no-untyped-def]
 
 
 def predict_logits(
-    model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
 ) -> torch.Tensor:
     """Logits of a sequence classifier for `texts`, in eval mode."""
     return _in_batches(
@@ -132,7 +148,12 @@ def predict_logits(
 
 
 def embed(
-    model, tokenizer, texts: Sequence[str], *, max_length: int = 64, batch_size: int = 64
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
 ) -> torch.Tensor:
     """Mean-pooled, L2-normalised last hidden states (sentence-transformers' pooling)."""
     return _in_batches(
@@ -140,7 +161,7 @@ def embed(
     )
 
 
-def pooled(model, enc: dict[str, torch.Tensor]) -> torch.Tensor:
+def pooled(model: torch.nn.Module, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean pooling over non-padding tokens, normalised; works with grad too."""
     encoder = getattr(model, "base_model", model)
     hidden = encoder(**enc).last_hidden_state
@@ -178,8 +199,8 @@ def macro_f1(pred: Sequence[int], gold: Sequence[int], num_labels: int) -> float
 
 
 def classifier_metrics(
-    model,
-    tokenizer,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     num_labels: int,
     *,

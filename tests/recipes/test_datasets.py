@@ -63,6 +63,8 @@ def test_split_column_is_respected(tmp_path):
         ("text,label\n,1\n", ".csv", "empty text"),
         ("text,label\nhi,1\n", ".txt", "unsupported format"),
         ("text,label,split\na,1,train\nb,0,dev\n", ".csv", "unknown split"),
+        # An empty split next to a wrong one: both named, not a crash while sorting them.
+        ("text,label,split\na,1,\nb,0,dev\n", ".csv", "unknown split value(s) None, dev"),
     ],
 )
 def test_bad_data_files(tmp_path, content, suffix, message):

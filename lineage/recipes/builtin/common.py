@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from lineage.bundled import copy_tokenizer
-from lineage.datasets import TextDataset
+from lineage.datasets import Example, TextDataset
 from lineage.errors import RecipeError
 from lineage.recipes.base import RecipeParams
-from lineage.recipes.training import encode
+from lineage.recipes.training import TrainingProgress, encode
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 
 class OptimParams(RecipeParams):
@@ -37,14 +43,17 @@ def require_data(data: TextDataset | None, recipe_id: str) -> TextDataset:
     return data
 
 
-def classification_loss(model, tokenizer, max_length: int):
+def classification_loss(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> Callable[[list[Example]], torch.Tensor]:
     """`compute_loss(batch)` for cross-entropy on a sequence classifier."""
     import torch
 
-    def compute(batch):
+    def compute(batch: list[Example]) -> torch.Tensor:
         enc = encode(tokenizer, [e.text for e in batch], max_length)
         labels = torch.tensor([e.label for e in batch])
-        return model(**enc, labels=labels).loss
+        loss: torch.Tensor = model(**enc, labels=labels).loss
+        return loss
 
     return compute
 
@@ -55,16 +64,16 @@ def finish_dir(out_dir: Path, parent: Path) -> None:
 
 
 def train_classifier(
-    model,
-    tokenizer,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     data: TextDataset,
-    params,
+    params: OptimParams,
     *,
     steps: int,
     label: str,
-    progress=None,
-    after_step=None,
-):  # type: ignore[no-untyped-def]
+    progress: TrainingProgress | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> tuple[list[tuple[int, float]], float]:
     """Train `model` on the data's train split with the classification loss and the
     params' optimizer knobs; returns the loss curve and the seconds it took. Shared by
     finetune, lora and prune-recovery so the three train identically (and stay
@@ -85,13 +94,13 @@ def train_classifier(
         warmup_ratio=params.warmup_ratio,
         progress=progress,
         label=label,
-        **({"after_step": after_step} if after_step is not None else {}),
+        after_step=after_step,
     )
     return curve, time.perf_counter() - start
 
 
-def validation_metrics(  # type: ignore[no-untyped-def]
-    model, tokenizer, data: TextDataset, max_length: int
+def validation_metrics(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, data: TextDataset, max_length: int
 ) -> dict[str, float]:
     """Accuracy and macro-F1 on the data's validation split; empty when it has none."""
     from lineage.recipes.training import classifier_metrics

@@ -19,11 +19,12 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
 
-from lineage.datasets import TextDataset
+from lineage.datasets import Example, TextDataset
 from lineage.errors import RecipeError
 from lineage.recipes.base import DeriveResult, Recipe
 from lineage.recipes.builtin.common import TrainParams, finish_dir, require_data
@@ -44,6 +45,9 @@ from lineage.recipes.training import (
     predict_logits,
     train_steps,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _LAYER_RE = re.compile(r"(^|\.)encoder\.layer\.(\d+)\.")
 
@@ -71,7 +75,7 @@ def student_layers(params: DistillParams, teacher_layers: int) -> list[int]:
     return layers
 
 
-def init_student(teacher, layers: list[int]):
+def init_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
     """A copy of `teacher` with only `layers`, renumbered 0..len-1."""
     config = teacher.config.__class__.from_dict(teacher.config.to_dict())
     config.num_hidden_layers = len(layers)
@@ -104,9 +108,10 @@ def run_distill(
     for p in parents[:-1]:
         require_encoder(p, "distill")
     tokenizer = load_tokenizer(teacher_dir)
-    teacher = load_plain(teacher_dir, info).eval()
-    for p in teacher.parameters():
-        p.requires_grad = False
+    teacher = load_plain(teacher_dir, info)
+    teacher.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
+    for weight in teacher.parameters():
+        weight.requires_grad = False
     init_from = load_plain(parents[0]) if len(parents) > 1 else teacher
     n_layers = int(json.loads((parents[0] / "config.json").read_text())["num_hidden_layers"])
     layers = student_layers(params, n_layers)
@@ -114,7 +119,7 @@ def run_distill(
     student.train()
     T = params.temperature
 
-    def compute(batch):
+    def compute(batch: list[Example]) -> torch.Tensor:
         enc = encode(tokenizer, [e.text for e in batch], params.max_length)
         if info.has_head:
             with torch.no_grad():
@@ -162,7 +167,12 @@ def run_distill(
 
 
 def _agreement(
-    teacher, student, tokenizer, data: TextDataset, labels: tuple[str, ...] | None, max_length: int
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: TextDataset,
+    labels: tuple[str, ...] | None,
+    max_length: int,
 ) -> dict[str, float]:
     split = "validation" if data.splits.get("validation") else "train"
     texts = data.texts(split)

@@ -13,7 +13,7 @@ whose head has the same labels continues training it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -38,7 +38,7 @@ class FinetuneParams(TrainParams):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_lr(cls, values: dict) -> dict:
+    def _default_lr(cls, values: Any) -> Any:
         # The head alone needs a far larger step size than the whole network.
         if isinstance(values, dict) and values.get("lr") is None:
             values = {**values, "lr": HEAD_LR if values.get("mode") == "head" else 5e-5}

@@ -35,6 +35,7 @@ from lineage.recipes.hf import (
     ADAPTER_META,
     load_classifier,
     load_tokenizer,
+    merged,
     require_encoder,
     save_model,
     write_json,
@@ -69,7 +70,9 @@ def run_lora(
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=params.r,
-        lora_alpha=params.alpha,
+        # PEFT annotates lora_alpha as int but only divides by it; a float alpha is
+        # what stored adapter configs record, so it is passed unchanged.
+        lora_alpha=params.alpha,  # type: ignore[arg-type]
         lora_dropout=params.dropout,
         target_modules=list(params.target_modules),
     )
@@ -87,8 +90,7 @@ def run_lora(
     }
     metrics |= validation_metrics(model, tokenizer, data, params.max_length)
     if params.merge:
-        merged = model.merge_and_unload()
-        save_model(merged, out_dir)
+        save_model(merged(model), out_dir)
         finish_dir(out_dir, parent)
         return DeriveResult(metrics=metrics, loss_curve=curve, layout="model")
     model.save_pretrained(str(out_dir))

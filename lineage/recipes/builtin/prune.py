@@ -106,10 +106,10 @@ def run_prune(
     """Zero the smallest weights; optionally recover accuracy with masked fine-tuning."""
     parent = parents[0]
     info = require_encoder(parent, "prune")
-    if params.recovery_steps and data is None:
-        raise RecipeError("recipe 'prune': recovery_steps > 0 needs a data set")
     if params.recovery_steps:
-        model = load_classifier(parent, data.labels, info=info)  # type: ignore[union-attr]
+        if data is None:
+            raise RecipeError("recipe 'prune': recovery_steps > 0 needs a data set")
+        model = load_classifier(parent, data.labels, info=info)
     else:
         model = load_plain(parent, info)
     # Masks are keyed by the loaded model's parameter names, which is what
