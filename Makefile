@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml setup.py lineage/store/_planes.c
 
 # The task image is built first when a Docker engine answers (a no-op when the image for
 # this source already exists); pytest's exit code 5 ("no tests collected") is not a failure.
+# Then the library's own examples (doctests) run.
 test: setup image-if-engine
 	$(VENV)/bin/pytest -q -ra || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -q --doctest-modules lineage
 
 demo: setup
 	$(PY) -m lineage.demo

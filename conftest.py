@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 # Executed by MLflow when it loads a pointer model, never imported by lineage itself.
-collect_ignore = ["lineage/serving_entry.py"]
+collect_ignore = [
+    "lineage/serving_entry.py",
+    "lineage/graph/migrations",  # run by alembic, with its context
+]
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
 from lineage.ops.promote import GateOutcome
-from lineage.render.plan import describe_plan, plan_mermaid, tests_label
+from lineage.render.plan import describe_plan, node_tests_label, plan_mermaid
 from tasks.common import Timed, open_workspace
 from tasks.derive import derive_task
 from tasks.gate import gate_task
@@ -401,7 +401,7 @@ def _publish_artifacts(run: CascadeRun, summary: dict[str, Any]) -> None:
         {
             "node": n["model"],
             "old → new": f"{n['old_ref']} → {n['new_ref'] or '-'}",
-            "tests": tests_label(n["tests"]),
+            "tests": node_tests_label(n["tests"]),
             "outcome": n["status"] + (" (reused)" if n["cached"] else ""),
             "aliases": ", ".join(n["aliases"]),
             "note": "; ".join(filter(None, [n["error"], *n["warnings"]])),

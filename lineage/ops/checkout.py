@@ -16,7 +16,8 @@ points the adapter at it, so `AutoPeftModel...from_pretrained(DIR)` works offlin
 
 >>> out = checkout(ws, "ft@1", tmp / "ft-out")
 >>> sorted(p.name for p in out.iterdir())
-['.lineage-checkout', 'config.json', 'model.safetensors']
+['.lineage-checkout', 'config.json', 'model.safetensors', 'special_tokens_map.json',
+ 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt']
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 >>> from lineage.cascade import build_plan
 >>> from lineage.ops.add import commit
 >>> _ = commit(ws, "base", source=make_tiny_model(tmp / "base2", num_labels=2, seed=2))
->>> print("\n".join(describe_plan(build_plan(ws, "base@2"))))
+>>> for line in describe_plan(build_plan(ws, "base@2")):
+...     print(line)
 cascade base@1 -> base@2: 0 to re-derive in 0 level(s), 1 skipped
 skipped: ft@1: no recipe recorded (registered from weights), so it cannot be re-derived
 """
@@ -80,7 +81,7 @@ def plan_mermaid(plan: CascadePlan, status: dict[str, str] | None = None) -> str
     return "\n".join(lines)
 
 
-def tests_label(tests: dict[str, Any]) -> str:
+def node_tests_label(tests: dict[str, Any]) -> str:
     """How a node's tests ended, in a few words (summary tables)."""
     if not tests:
         return "-"

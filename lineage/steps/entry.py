@@ -178,7 +178,7 @@ def run_derive(spec: DeriveSpec, progress: TrainingProgress | None = None) -> di
         params=params,
         data=spec.data,
         out_dir=model_dir,
-        progress=progress or _progress(f"derive {spec.recipe}"),
+        progress=progress,
     )
     return {
         "recipe": recipe.id,
@@ -318,7 +318,8 @@ def run(spec_path: Path) -> int:
         started = time.monotonic()
         where = "container" if os.environ.get("LINEAGE_IN_CONTAINER") == "1" else "process"
         print(f"step {spec.action} starting (uid {os.getuid()}, {where})", flush=True)
-        result = execute(spec)
+        # In a subprocess or container the log is the only view: a line per second.
+        result = execute(spec, _progress(f"{spec.action} {getattr(spec, 'recipe', '')}"))
         if _network_attempts:  # the step swallowed the refusal: still a violation
             raise NetworkAttemptError(
                 f"network access is disabled for steps (tried {_network_attempts[0]})"
