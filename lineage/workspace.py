@@ -38,7 +38,6 @@ from lineage.errors import (
     ModelNotFoundError,
     UsageError,
     VersionNotFoundError,
-    WeightsError,
     WorkspaceExistsError,
 )
 from lineage.records import AliasEvent, ModelInfo, ParentLink, Provenance, VersionInfo
@@ -48,9 +47,6 @@ if TYPE_CHECKING:
     from lineage.store import LossyOptions, Manifest, ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
-
-# Files that hold pickled weights: refused, never opened.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 def _now() -> datetime:
@@ -77,33 +73,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
-
-
-def check_weights_source(source: Path) -> None:
-    """Fail early, before anything is written, on a path that holds no usable weights."""
-    if not source.exists():
-        raise WeightsError(f"--from path does not exist: {source}")
-    if source.is_file():
-        if source.suffix in PICKLE_SUFFIXES:
-            raise WeightsError(_pickle_message(source))
-        if source.suffix != ".safetensors":
-            raise WeightsError(f"not a safetensors file: {source}")
-        return
-    safetensors = list(source.rglob("*.safetensors"))
-    if safetensors:
-        return
-    pickled = [p for p in source.rglob("*") if p.suffix in PICKLE_SUFFIXES]
-    if pickled:
-        raise WeightsError(_pickle_message(pickled[0]))
-    raise WeightsError(f"no weights in {source}: expected *.safetensors files")
-
-
-def _pickle_message(path: Path) -> str:
-    return (
-        f"refusing pickle checkpoint {path} (pickles can run code when loaded); convert it "
-        "once, on a machine you trust, with `model.save_pretrained(dir, "
-        "safe_serialization=True)` or `safetensors.torch.save_file(state_dict, path)`"
-    )
 
 
 class Workspace:
@@ -505,6 +474,8 @@ class Workspace:
                 raise CycleError(f"model {name!r} cannot be its own parent")
         if parent_refs and kind is None:
             kind = "merge" if len(parent_refs) > 1 else "other"
+        from lineage.store.sources import check_weights_source  # (numpy: not at import)
+
         check_weights_source(source)
         parent_versions = [self.resolve(ref) for ref in parent_refs]
         for parent in parent_versions:

@@ -8,7 +8,11 @@ missing object, named with the version) never leaves a wrong or partial file und
 real name.
 
 Derivable versions are re-made by the caller's `materialize(spec, dir)` and every file
-is checked against the stored hashes before it is moved into place.
+is checked against the stored hashes before it is moved into place (read without
+following links: a re-made file must be a regular file inside the re-made folder).
+
+Every path is checked twice: manifests are validated when read (no absolute path, no
+``..``), and each file's resolved location must lie inside the output folder.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import numpy as np
 
 from lineage.errors import CorruptObjectError, MaterializeError, StoreError, WeightsError
 from lineage.store.backend import ObjectStore
-from lineage.store.manifest import FileEntry, Manifest
+from lineage.store.manifest import FileEntry, Manifest, header_size
 from lineage.store.reader import read_bytes
 from lineage.store.safetensors_format import read_layout
+from lineage.store.sources import OpenSource, scan_source
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +100,7 @@ def _checkout_stored(
     try:
         pieces: list[tuple[int, _FileWriter, int, str]] = []  # size, file, offset, object
         for entry in manifest.files:
-            final = out_dir / entry.path
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final = inside(out_dir, entry.path)
             tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.partial"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             targets.append((fd, tmp, final))
@@ -135,13 +139,26 @@ def _checkout_stored(
                 tmp.unlink()
 
 
+def inside(out_dir: Path, rel: str) -> Path:
+    """`out_dir / rel` with its folders made, refusing anything that resolves outside
+    `out_dir` (manifest paths are validated on read; this holds even if one was not, or
+    a folder on the way is a link)."""
+    root = os.path.realpath(out_dir)
+    final = Path(root, rel)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    parent = os.path.realpath(final.parent)
+    if os.path.commonpath([root, parent]) != root or os.path.islink(final):
+        raise StoreError(f"refusing to write {rel!r}: it resolves outside {out_dir}")
+    return Path(parent, final.name)
+
+
 def _layout(entry: FileEntry) -> list[tuple[int, int, str]]:
     """(size, offset, object id) of every piece of a file: its header, then its tensors."""
     if entry.kind == "blob":
         assert entry.object is not None
         return [(entry.size, 0, entry.object)]
     assert entry.header_object is not None
-    offset = entry.size - sum(t.nbytes for t in entry.tensors)  # the header's length
+    offset = header_size(entry)
     out = [(offset, 0, entry.header_object)]
     for t in entry.tensors:
         out.append((t.nbytes, offset, t.object))
@@ -151,7 +168,7 @@ def _layout(entry: FileEntry) -> list[tuple[int, int, str]]:
 
 def _write_piece(store: ObjectStore, size: int, file: _FileWriter, offset: int, oid: str) -> int:
     """Decode one object and write it at `offset` of its file; returns its length."""
-    data = read_bytes(store, oid)
+    data = read_bytes(store, oid, size)
     if len(data) != size:
         raise CorruptObjectError(f"object {oid} has {len(data)} bytes, the manifest says {size}")
     file.write(data, offset)
@@ -211,9 +228,7 @@ def _checkout_derived(
                 _check_remade(store, entry, tmp / entry.path, pool)
         done = 0
         for entry in manifest.files:
-            final = out_dir / entry.path
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / entry.path, final)
+            os.replace(tmp / entry.path, inside(out_dir, entry.path))
             done += entry.size
             if progress:
                 progress(done, manifest.total_bytes)
@@ -225,31 +240,55 @@ def _check_remade(
     store: ObjectStore, entry: FileEntry, path: Path, pool: ThreadPoolExecutor
 ) -> None:
     """Raise `MaterializeError` unless `path` is exactly the file `entry` describes."""
-    if not path.is_file() or path.stat().st_size != entry.size:
-        raise MaterializeError(f"re-made file {entry.path} is missing or has the wrong size")
-    if entry.kind == "blob":
-        if store.object_id(path.read_bytes()) != entry.object:
-            raise MaterializeError(f"re-made file {entry.path} differs from the stored hash")
-        return
     try:
-        layout = read_layout(path)
+        (source,) = scan_source(path)  # a regular file, not a link to one
+    except (WeightsError, ValueError):
+        raise MaterializeError(f"re-made file {entry.path} is missing or not a file") from None
+    if source.size != entry.size:
+        raise MaterializeError(f"re-made file {entry.path} has the wrong size")
+    try:
+        with OpenSource(source) as f:
+            if entry.kind == "blob":
+                if hash_range(store, f, 0, source.size) != entry.object:
+                    raise MaterializeError(
+                        f"re-made file {entry.path} differs from the stored hash"
+                    )
+                return
+            if entry.kind == "chunked":
+                start, ranges = 0, []
+                for t in entry.tensors:
+                    ranges.append((start, t.nbytes))
+                    start += t.nbytes
+            else:
+                layout = read_layout(f)
+                if store.object_id(layout.header) != entry.header_object:
+                    raise MaterializeError(f"re-made file {entry.path} has a different header")
+                ranges = [(layout.data_start + s.begin, s.nbytes) for s in layout.tensors]
+                if len(ranges) != len(entry.tensors):
+                    raise MaterializeError(f"re-made file {entry.path} has other tensors")
+            futures = [pool.submit(hash_range, store, f, at, length) for at, length in ranges]
+            for future, tensor in zip(futures, entry.tensors, strict=True):
+                if future.result() != tensor.object:
+                    raise MaterializeError(
+                        f"re-made tensor {tensor.name!r} in {entry.path} differs from the "
+                        "stored hash"
+                    )
     except WeightsError as exc:
         raise MaterializeError(f"re-made file {entry.path} is not valid: {exc}") from None
-    if store.object_id(layout.header) != entry.header_object:
-        raise MaterializeError(f"re-made file {entry.path} has a different header")
-    empty = layout.file_size == layout.data_start
-    data = (
-        np.memmap(path, dtype=np.uint8, mode="r", offset=layout.data_start) if not empty else None
-    )
-    try:
-        futures = [
-            pool.submit(store.object_id, b"" if data is None else data[s.begin : s.end])
-            for s in layout.tensors
-        ]
-        for future, tensor in zip(futures, entry.tensors, strict=True):
-            if future.result() != tensor.object:
-                raise MaterializeError(
-                    f"re-made tensor {tensor.name!r} in {entry.path} differs from the stored hash"
-                )
-    finally:
-        del data
+
+
+#: files are hashed in steps of this many bytes (one buffer, re-used).
+HASH_STEP = 4 << 20
+
+
+def hash_range(store: ObjectStore, f: OpenSource, offset: int, length: int) -> str:
+    """The store id of `length` bytes of an open file from `offset`, read step by step."""
+    hasher = store.new_hasher()
+    with store.buffers.borrow(min(length, HASH_STEP)) as buffer:
+        pos = 0
+        while pos < length:
+            step = min(HASH_STEP, length - pos)
+            f.pread_into(buffer[:step], offset + pos)
+            hasher.update(buffer[:step])
+            pos += step
+    return hasher.hexdigest()

@@ -156,29 +156,34 @@ def dequantize(q: np.ndarray, pred: np.ndarray | None, step: float, dtype: str) 
 
 def encode_lossy(
     cur: np.ndarray, pred: np.ndarray | None, dtype: str, step: float
-) -> tuple[list[list], list[bytes], np.ndarray] | None:
-    """Quantize `cur - pred` to multiples of `step`; returns chunks, parts, decoded bits.
+) -> tuple[list[list], list[bytes | memoryview], np.ndarray, float] | None:
+    """Quantize `cur - pred` to multiples of `step`; returns chunks, parts, decoded bits
+    and the largest absolute error.
 
-    None when the quantized integers would not fit in int32 (step far too small).
+    Chunk by chunk, so the float64 temporaries stay a few MB whatever the tensor's
+    size. None when the quantized integers would not fit in int32 (step far too small).
     """
-    values = to_float64(cur, dtype)
-    base = None if pred is None else to_float64(pred, dtype)
-    residual = values if base is None else values - base
-    q = np.rint(residual / step)
-    if q.size and (not np.isfinite(q).all() or np.abs(q).max() >= 2**30):
-        return None
-    q32 = q.astype(np.int32)
-    decoded = dequantize(q32, pred, step, dtype)
-    zz = planes.zigzag(q32.view(np.uint32))
     per = planes.chunk_elements(4)
+    decoded = np.empty_like(cur)
     chunks: list[list] = []
-    parts: list[bytes] = []
-    for start in range(0, zz.size, per):
-        stop = min(start + per, zz.size)
-        table, chunk_parts = planes.encode_chunk(np.ascontiguousarray(zz[start:stop]))
+    parts: list[bytes | memoryview] = []
+    worst = 0.0
+    for start in range(0, cur.size, per):
+        stop = min(start + per, cur.size)
+        values = to_float64(cur[start:stop], dtype)
+        base = None if pred is None else pred[start:stop]
+        residual = values if base is None else values - to_float64(base, dtype)
+        q = np.rint(residual / step)
+        if not np.isfinite(q).all() or np.abs(q).max() >= 2**30:
+            return None
+        q32 = q.astype(np.int32)
+        decoded[start:stop] = dequantize(q32, base, step, dtype)
+        error = np.abs(to_float64(decoded[start:stop], dtype) - values)
+        worst = max(worst, float(error.max()))
+        table, chunk_parts = planes.encode_chunk(planes.zigzag(q32.view(np.uint32)))
         chunks.append([stop - start, table])
         parts.extend(chunk_parts)
-    return chunks, parts, decoded
+    return chunks, parts, decoded, worst
 
 
 SAMPLE_WINDOW = 2048
@@ -189,6 +194,26 @@ def sample_windows(n: int, window: int = SAMPLE_WINDOW) -> list[slice]:
     if n <= 3 * window:
         return [slice(0, n)]
     return [slice(s, s + window) for s in (0, n // 2 - window // 2, n - window)]
+
+
+def sample_picks(n: int, itemsize: int, window: int = SAMPLE_WINDOW) -> list[slice]:
+    """Where ingest samples a tensor of `n` elements to compare encodings and bases.
+
+    Start, middle and end, as `sample_windows`, but each window starts at a chunk
+    boundary when the tensor spans several chunks: a stored candidate base is then
+    scored by decoding only the first few thousand elements of three of its chunks
+    (see `lineage.store.windows`), not the whole tensor. Windows never cross a chunk.
+    """
+    if n <= 3 * window:
+        return [slice(0, n)]
+    per = planes.chunk_elements(itemsize)
+    last = (n - 1) // per
+    if last >= 2:
+        starts = [0, (last // 2) * per, last * per]
+    else:  # one or two chunks: at 8-element boundaries (whole bytes of a zero mask)
+        starts = [0, (n // 2 - window // 2) // 8 * 8, (n - window) // 8 * 8]
+    # each window ends at its chunk's end at the latest
+    return [slice(s, min(s + window, (s // per + 1) * per, n)) for s in starts]
 
 
 def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:

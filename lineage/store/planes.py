@@ -53,6 +53,12 @@ def _compressor() -> zstandard.ZstdCompressor:
 
 
 def _decompress(part: memoryview, count: int) -> np.ndarray:
+    # zstandard sizes its output from the frame's declared content size and ignores
+    # max_output_size when there is one: check the declaration first, so a corrupt
+    # or hostile frame cannot make us allocate more than the plane's `count` bytes.
+    declared = zstandard.frame_content_size(part)
+    if declared not in (-1, count):
+        raise ValueError(f"compressed plane declares {declared} bytes, {count} expected")
     ctx = getattr(_LOCAL, "d", None)
     if ctx is None:
         ctx = _LOCAL.d = zstandard.ZstdDecompressor()

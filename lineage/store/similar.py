@@ -7,34 +7,38 @@ of versions takes well under a second.
 
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
 import numpy as np
 
 from lineage.store import sketch
 from lineage.store.backend import ObjectStore
+from lineage.store.dtypes import itemsize
 from lineage.store.manifest import Manifest
 from lineage.store.safetensors_format import read_layout
-from lineage.store.scan import list_files
+from lineage.store.sources import OpenSource, list_files
 
 
 def sketch_of_dir(src: Path) -> list[int]:
-    """The sketch of a model directory, without storing anything."""
+    """The sketch of a model directory, without storing anything (reads only the
+    sampled elements of each tensor, with ``pread``: a few kB per tensor)."""
     tokens: list[np.ndarray] = []
-    for rel, path in list_files(Path(src)):
-        if not rel.endswith(".safetensors"):
+    for file in list_files(Path(src)):
+        if not file.rel.endswith(".safetensors"):
             continue
-        layout = read_layout(path)
-        if layout.file_size == layout.data_start:
-            continue
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            data = np.frombuffer(mm, dtype=np.uint8, offset=layout.data_start)
+        with OpenSource(file) as f:
+            layout = read_layout(f)
             for slot in layout.tensors:
-                tokens.append(
-                    sketch.tensor_tokens(slot.name, slot.dtype, data[slot.begin : slot.end])
-                )
-            del data
+                size = itemsize(slot.dtype)
+                positions = sketch.sample_positions(slot.nbytes // size)
+                if positions is None:
+                    continue
+                sample = bytearray(len(positions) * size)
+                view = memoryview(sample)
+                for i, element in enumerate(positions):
+                    at = layout.data_start + slot.begin + int(element) * size
+                    f.pread_into(view[i * size : (i + 1) * size], at)
+                tokens.append(sketch.sample_tokens(slot.name, slot.dtype, sample))
     return sketch.bottom_k(tokens)
 
 

@@ -17,7 +17,6 @@ def _open(endpoint: str, tmp_path: Path, prefix: str) -> ObjectStore:
         endpoint_url=endpoint,
         aws_access_key_id="any",
         aws_secret_access_key="any",
-        lock_dir=tmp_path / "locks",
     )
 
 
