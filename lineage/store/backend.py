@@ -110,6 +110,13 @@ class DecodedCache:
                 self._keep_spare(old)
         return True
 
+    def drop(self, oid: str) -> None:
+        """Forget one cached object."""
+        with self._lock:
+            item = self._items.pop(oid, None)
+            if item is not None:
+                self._size -= item.nbytes
+
     def recycle(self, data: np.ndarray) -> None:
         """Offer a buffer from `take` that the caller no longer needs for re-use (kept
         only if nothing but the caller's one name refers to it)."""
@@ -384,6 +391,13 @@ class ObjectStore(ABC):
             name = entry.key.rsplit("/", 1)[-1]
             if len(name) == 64:
                 yield Entry(name, entry.size, entry.mtime)
+
+    def forget(self, oid: str) -> None:
+        """Drop what this process remembers of an object (after it was rewritten)."""
+        with self._meta_lock:
+            self._known.discard(oid)
+            self._headers.pop(oid, None)
+        self.cache.drop(oid)
 
     def delete_object(self, oid: str) -> None:
         """Remove an object (gc only)."""

@@ -561,21 +561,20 @@ class _TensorEncoder:
         parts: list[bytes | memoryview],
         step: float | None = None,
     ) -> None:
-        header: dict[str, Any] = {
-            "kind": "tensor",
-            "dtype": slot.dtype,
-            "n": slot.nbytes,
-            "enc": enc,
-            "depth": 0,
-            "chunks": chunks,
-        }
+        depth = 0
         if base is not None:
-            header["base"] = base.object_id
-            header["base_dtype"] = base.dtype
-            header["depth"] = int(self.store.object_header(base.object_id).get("depth", 0)) + 1
+            depth = int(self.store.object_header(base.object_id).get("depth", 0)) + 1
             self.store.refresh_object(base.object_id)
-        if step is not None:
-            header["step"] = step
+        header = objects.tensor_header(
+            slot.dtype,
+            slot.nbytes,
+            enc,
+            chunks,
+            base=None if base is None else base.object_id,
+            base_dtype=None if base is None else base.dtype,
+            depth=depth,
+            step=step,
+        )
         self.store.put_object(oid, objects.pack(header, parts))
         self._verified.add(oid)
 

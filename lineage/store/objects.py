@@ -113,6 +113,34 @@ def unpack(oid: str, raw: bytes | memoryview) -> tuple[dict[str, Any], memoryvie
     return header, view[8 + length :]
 
 
+def tensor_header(
+    dtype: str,
+    nbytes: int,
+    enc: str,
+    chunks: list[list[Any]],
+    *,
+    base: str | None = None,
+    base_dtype: str | None = None,
+    depth: int = 0,
+    step: float | None = None,
+) -> dict[str, Any]:
+    """The header of a tensor object (see the module docstring)."""
+    header: dict[str, Any] = {
+        "kind": "tensor",
+        "dtype": dtype,
+        "n": nbytes,
+        "enc": enc,
+        "depth": depth,
+        "chunks": chunks,
+    }
+    if base is not None:
+        header["base"] = base
+        header["base_dtype"] = base_dtype or dtype
+    if step is not None:
+        header["step"] = step
+    return header
+
+
 def header_length(raw: bytes | memoryview) -> int | None:
     """Total bytes of prefix + header, or None if `raw` is too short to tell.
 
