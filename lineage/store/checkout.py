@@ -34,7 +34,7 @@ import numpy as np
 
 from lineage.errors import CorruptObjectError, MaterializeError, StoreError, WeightsError
 from lineage.store.backend import ObjectStore
-from lineage.store.manifest import FileEntry, Manifest, header_size
+from lineage.store.manifest import FileEntry, Manifest, find_problem, header_size
 from lineage.store.reader import read_bytes
 from lineage.store.safetensors_format import read_layout
 from lineage.store.sources import OpenSource, scan_source
@@ -64,8 +64,11 @@ def checkout(
         MaterializeError: re-made files differ from the stored hashes.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = label or "version"
+    problem = find_problem(manifest)  # it may have been changed since it was read
+    if problem is not None:
+        raise CorruptObjectError(f"{name}: its manifest {problem}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     if manifest.approximate:
         log.warning("%s was stored in lossy mode: its weights are approximate", name)
     try:
@@ -148,7 +151,7 @@ def inside(out_dir: Path, rel: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     parent = os.path.realpath(final.parent)
     if os.path.commonpath([root, parent]) != root or os.path.islink(final):
-        raise StoreError(f"refusing to write {rel!r}: it resolves outside {out_dir}")
+        raise CorruptObjectError(f"refusing to write {rel!r}: it resolves outside {out_dir}")
     return Path(parent, final.name)
 
 
