@@ -30,6 +30,7 @@ bytes). All three must be 0; the exit status is 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -107,14 +108,35 @@ class Lab:
         )
 
     def spawn(self, args: list[str]) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        """Start a command in its own process group (`kill` takes all of it down, as a
+        crash of its machine would: a cascade's Prefect server and step processes too)."""
+        log = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(
             [*LINEAGE, *args],
             cwd=self.root,
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
             text=True,
+            start_new_session=True,
         )
+        proc.log = log  # type: ignore[attr-defined]
+        return proc
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[str]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[str]) -> str:
+        """Wait for a command; its stderr."""
+        proc.wait()
+        log = proc.log  # type: ignore[attr-defined]
+        log.seek(0)
+        text = str(log.read())
+        log.close()
+        return text
 
     # -- sources -------------------------------------------------------------------
     def new_source(self, like: str | None = None) -> str:
@@ -290,9 +312,9 @@ def kill_runs(lab: Lab, runs: int, took: dict[str, float]) -> None:
         time.sleep(lab.rng.uniform(0.2, 1.2) * took[op])
         killed = proc.poll() is None
         if killed:
-            proc.send_signal(signal.SIGKILL)
+            lab.kill(proc)
             lab.counts.killed += 1
-        _, stderr = proc.communicate()
+        stderr = lab.finish(proc)
         lab.counts.runs += 1
         if not killed and proc.returncode != 0:
             lab.counts.details.append(f"kill run {i}: {op} failed unkilled: {stderr.strip()}")
@@ -346,7 +368,7 @@ def concurrent_runs(lab: Lab, rounds: int) -> None:
         jobs.append(("gc", ["store", "gc"], None, ""))
         procs = [(op, lab.spawn(args), out, r) for op, args, out, r in jobs]
         for op, proc, out, r in procs:
-            _, stderr = proc.communicate()
+            stderr = lab.finish(proc)
             lab.counts.runs += 1
             if proc.returncode != 0:
                 lab.counts.details.append(f"concurrent {i}: {op} failed: {stderr.strip()}")
@@ -389,9 +411,9 @@ def cascade_runs(lab: Lab, runs: int) -> None:
         time.sleep(lab.rng.uniform(1.0, 25.0))
         killed = proc.poll() is None
         if killed:
-            proc.send_signal(signal.SIGKILL)
+            lab.kill(proc)
             lab.counts.killed += 1
-        proc.communicate()
+        lab.finish(proc)
         lab.counts.runs += 1
         lab.check(f"cascade run {i}{' (killed)' if killed else ''}")
 

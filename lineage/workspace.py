@@ -14,6 +14,7 @@ the graph DB and the object store as they were.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shutil
 import tempfile
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from lineage.store import LossyOptions, Manifest, ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -140,7 +142,9 @@ class Workspace:
         if self._store is None:
             from lineage.store import ObjectStore
 
-            self._store = ObjectStore.open(self.store_url)
+            self._store = ObjectStore.open(
+                self.store_url, max_chain_depth=self.config.delta_chain_depth
+            )
         return self._store
 
     def close(self) -> None:
@@ -488,7 +492,7 @@ class Workspace:
 
         if lossy is None:
             manifest = self._ingest(
-                source, parent_versions, progress, rematerialize, derivation_spec
+                name, source, parent_versions, progress, rematerialize, derivation_spec
             )
         else:
             from lineage.api.lossy import guarded_ingest
@@ -590,6 +594,7 @@ class Workspace:
 
     def _ingest(
         self,
+        name: str,
         source: Path,
         parents: Sequence[VersionInfo],
         progress: ProgressCallback | None,
@@ -598,13 +603,46 @@ class Workspace:
     ) -> Manifest:
         from lineage.store import ingest
 
-        parent_manifests = [self.store.get_manifest(p.manifest_id) for p in parents]
-        # Earlier versions of the same lines are good delta bases too.
-        kwargs: dict[str, Any] = {"parents": parent_manifests, "progress": progress}
+        kwargs: dict[str, Any] = {
+            "parents": self.delta_bases(name, parents, source),
+            "progress": progress,
+        }
         if rematerialize is not None:
             kwargs["rematerialize"] = rematerialize
             kwargs["derivation_spec"] = derivation_spec
         return ingest(self.store, source, **kwargs)
+
+    def delta_bases(
+        self, name: str, parents: Sequence[VersionInfo], source: Path
+    ) -> list[Manifest]:
+        """The manifests a new version of `name` may be delta-coded against, best first:
+        the previous version of the same model (an upstream update or a continued
+        fine-tune is closest to it), the derivation parents, then the versions that
+        `--parent auto` would suggest. Per tensor the store keeps the smallest coding."""
+        from lineage.api.storage import likely_parents
+
+        refs: list[str] = []
+        with self._read() as conn:
+            model = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).first()
+            if model is not None:
+                previous = conn.execute(
+                    select(t.versions.c.manifest_id)
+                    .where(t.versions.c.model_id == model.id)
+                    .order_by(t.versions.c.number.desc())
+                    .limit(1)
+                ).scalar()
+                if previous is not None:
+                    refs.append(previous)
+        refs += [p.manifest_id for p in parents]
+        suggested = [ref for ref, score in likely_parents(self, source, limit=3) if score >= 0.25]
+        refs += [self.resolve(ref).manifest_id for ref in suggested]
+        bases = []
+        for mid in dict.fromkeys(refs):
+            try:
+                bases.append(self.store.get_manifest(mid))
+            except LineageError as exc:  # a damaged base only costs compression
+                log.warning("not using manifest %s as a delta base: %s", mid, exc)
+        return bases
 
     def link(self, child: str, parent: str, *, kind: str = "other") -> VersionInfo:
         """Add a derivation edge between two existing versions (refuses cycles)."""

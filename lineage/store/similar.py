@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lineage.errors import StoreError
 from lineage.store import sketch
 from lineage.store.backend import ObjectStore
 from lineage.store.dtypes import itemsize
@@ -64,7 +65,10 @@ def find_similar(
     for label, mid in candidates.items():
         theirs = store.sketches.get(mid)
         if theirs is None:
-            theirs = store.sketches[mid] = store.get_manifest(mid).sketch
+            try:
+                theirs = store.sketches[mid] = store.get_manifest(mid).sketch
+            except StoreError:
+                continue  # a damaged manifest is no candidate (`store verify` reports it)
         score = sketch.similarity(mine, theirs)
         if score > 0:
             scored.append((label, round(score, 4)))
