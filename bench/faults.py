@@ -110,7 +110,7 @@ class Lab:
     def spawn(self, args: list[str]) -> subprocess.Popen[str]:
         """Start a command in its own process group (`kill` takes all of it down, as a
         crash of its machine would: a cascade's Prefect server and step processes too)."""
-        log = tempfile.TemporaryFile(mode="w+")
+        log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed by `finish`)
         proc = subprocess.Popen(
             [*LINEAGE, *args],
             cwd=self.root,
