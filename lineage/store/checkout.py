@@ -175,6 +175,7 @@ def _write_piece(store: ObjectStore, size: int, file: _FileWriter, offset: int, 
     if len(data) != size:
         raise CorruptObjectError(f"object {oid} has {len(data)} bytes, the manifest says {size}")
     file.write(data, offset)
+    store.cache.recycle(data)  # re-used unless the cache (or a queued write) still holds it
     return size
 
 
@@ -186,23 +187,37 @@ class _FileWriter:
     that spinning cost a tenth of the checkout's CPU. Here a thread that finds the file
     busy queues its piece and goes back to decoding; the thread that is writing also
     writes what was queued before it lets go.
+
+    The queue is bounded (`MAX_QUEUED_BYTES`): when the disk falls behind (the kernel
+    throttles writers once too much is dirty), decoders wait their turn to write rather
+    than pile decoded pieces up in memory.
     """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._queue: deque[tuple[np.ndarray, int]] = deque()
+        self._queued = 0
         self._busy = threading.Lock()
 
     def write(self, data: np.ndarray, offset: int) -> None:
         self._queue.append((data, offset))
+        self._queued += data.nbytes  # (under the GIL; only a bound, never exact)
         # Re-checked after every release: a piece queued just before we let go is ours.
-        while self._queue and self._busy.acquire(blocking=False):
+        while self._queue:
+            behind = self._queued > max(MAX_QUEUED_BYTES, data.nbytes)
+            if not self._busy.acquire(blocking=behind):
+                return
             try:
                 while self._queue:
                     piece, at = self._queue.popleft()
                     _pwrite_all(self.fd, memoryview(piece).cast("B"), at)
+                    self._queued -= piece.nbytes
             finally:
                 self._busy.release()
+
+
+#: decoded pieces waiting for a busy file at most (beyond one piece).
+MAX_QUEUED_BYTES = 16 << 20
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -470,7 +470,8 @@ class _TensorEncoder:
 
     def _full_pred(self, c: Candidate, dtype: str) -> np.ndarray:
         """A candidate decoded in full and verified, as bits of `dtype`."""
-        base_bits = read_bytes(self.store, c.object_id, c.nbytes).view(uint_type(itemsize(c.dtype)))
+        base_bits = read_bytes(self.store, c.object_id, c.nbytes, keep=True)
+        base_bits = base_bits.view(uint_type(itemsize(c.dtype)))
         return codec.Prediction(c.object_id, c.dtype, base_bits, 0).for_dtype(dtype)
 
     def _sample_pred(self, c: Candidate, dtype: str, picks: list[slice], n: int) -> np.ndarray:

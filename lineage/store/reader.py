@@ -29,13 +29,23 @@ MAX_DECODE_DEPTH = 64
 
 
 def read_bytes(
-    store: ObjectStore, oid: str, nbytes: int, *, fresh: bool = False, _depth: int = 0
+    store: ObjectStore,
+    oid: str,
+    nbytes: int,
+    *,
+    keep: bool = False,
+    fresh: bool = False,
+    _depth: int = 0,
 ) -> np.ndarray:
     """The verified decoded bytes of an object that must be `nbytes` long, as a
     read-only uint8 array.
 
-    With `fresh`, the object and its whole delta chain are read from the backend even
-    if decoded copies are cached: a check that the stored bytes themselves are intact.
+    Delta bases met on the way are kept in the store's decoded cache (other objects
+    are likely coded against them too); the object itself only with `keep` (a caller
+    that will code against it). A checkout or verify thus holds one decoded object per
+    thread, not a cache full of them, and recycles its buffers. With `fresh`, the
+    object and its whole chain are read from the backend even if decoded copies are
+    cached: a check that the stored bytes themselves are intact.
     """
     if _depth > MAX_DECODE_DEPTH:
         raise CorruptObjectError(f"object {oid} is corrupt (delta chain loops)")
@@ -54,7 +64,8 @@ def read_bytes(
             data = _decode_tensor(store, oid, header, payload, nbytes, fresh, _depth)
     if store.object_id(data) != oid:
         raise CorruptObjectError(f"object {oid} is corrupt (content does not match its hash)")
-    store.cache.put(oid, data)
+    if keep or _depth > 0:
+        store.cache.put(oid, data)
     return data
 
 
