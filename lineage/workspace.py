@@ -14,7 +14,6 @@ the graph DB and the object store as they were.
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import shutil
 import tempfile
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from lineage.store import LossyOptions, Manifest, ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
-log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -615,34 +613,26 @@ class Workspace:
     def delta_bases(
         self, name: str, parents: Sequence[VersionInfo], source: Path
     ) -> list[Manifest]:
-        """The manifests a new version of `name` may be delta-coded against, best first:
-        the previous version of the same model (an upstream update or a continued
-        fine-tune is closest to it), the derivation parents, then the versions that
-        `--parent auto` would suggest. Per tensor the store keeps the smallest coding."""
-        from lineage.api.storage import likely_parents
+        """What a new version of `name` may be delta-coded against (the rule is the
+        store's `delta_bases`): its previous version, its parents, similar versions."""
+        from lineage.store.bases import delta_bases
 
-        refs: list[str] = []
         with self._read() as conn:
-            model = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).first()
-            if model is not None:
-                previous = conn.execute(
-                    select(t.versions.c.manifest_id)
-                    .where(t.versions.c.model_id == model.id)
-                    .order_by(t.versions.c.number.desc())
-                    .limit(1)
-                ).scalar()
-                if previous is not None:
-                    refs.append(previous)
-        refs += [p.manifest_id for p in parents]
-        suggested = [ref for ref, score in likely_parents(self, source, limit=3) if score >= 0.25]
-        refs += [self.resolve(ref).manifest_id for ref in suggested]
-        bases = []
-        for mid in dict.fromkeys(refs):
-            try:
-                bases.append(self.store.get_manifest(mid))
-            except LineageError as exc:  # a damaged base only costs compression
-                log.warning("not using manifest %s as a delta base: %s", mid, exc)
-        return bases
+            previous = conn.execute(
+                select(t.versions.c.manifest_id)
+                .join(t.models, t.models.c.id == t.versions.c.model_id)
+                .where(t.models.c.name == name)
+                .order_by(t.versions.c.number.desc())
+                .limit(1)
+            ).scalar()
+        others = {v.ref: v.manifest_id for v in self.search(latest_only=True)}
+        return delta_bases(
+            self.store,
+            source,
+            previous=previous,
+            parents=[p.manifest_id for p in parents],
+            others=others,
+        )
 
     def link(self, child: str, parent: str, *, kind: str = "other") -> VersionInfo:
         """Add a derivation edge between two existing versions (refuses cycles)."""
