@@ -210,7 +210,7 @@ class _FileWriter:
             try:
                 while self._queue:
                     piece, at = self._queue.popleft()
-                    _pwrite_all(self.fd, memoryview(piece).cast("B"), at)
+                    _pwrite_all(self.fd, piece.data.cast("B"), at)
                     self._queued -= piece.nbytes
             finally:
                 self._busy.release()

@@ -21,11 +21,13 @@ parent without any recipe: the residual is all zero when the cast is the same as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lineage.store import planes
 from lineage.store.dtypes import FLOATS, cast_bits, from_float, itemsize, to_float64
+from lineage.store.objects import Part
 
 LOSSLESS = ("xor", "sub", "mxor")
 
@@ -53,15 +55,15 @@ def can_predict(base_dtype: str, dtype: str) -> bool:
 
 def encode_lossless(
     enc: str, cur: np.ndarray, pred: np.ndarray | None
-) -> tuple[list[list], list[bytes]]:
+) -> tuple[list[list[Any]], list[Part]]:
     """Code `cur` (bits) as chunk tables + payload parts.
 
     For ``mxor`` the chunk list starts with the mask: ``["mask", chunks]``, whose parts
     (the packed bits, coded as one uint8 plane per chunk) come first in the payload.
     """
     step = planes.chunk_elements(cur.itemsize)
-    chunks: list[list] = []
-    parts: list[bytes] = []
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
     if enc == "mxor" and pred is not None:
         mask_chunks, mask_parts = _code_bytes(planes.mask_bits(cur, pred))
         chunks.append(["mask", mask_chunks])
@@ -79,11 +81,11 @@ def encode_lossless(
     return chunks, parts
 
 
-def _code_bytes(data: np.ndarray) -> tuple[list[list], list[bytes]]:
+def _code_bytes(data: np.ndarray) -> tuple[list[list[Any]], list[Part]]:
     """Chunk tables + parts of a uint8 array (one plane per chunk)."""
     step = planes.CHUNK_BYTES
-    chunks: list[list] = []
-    parts: list[bytes] = []
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
     for start in range(0, data.size, step):
         stop = min(start + step, data.size)
         table, chunk_parts = planes.encode_chunk(data[start:stop])
@@ -92,7 +94,7 @@ def _code_bytes(data: np.ndarray) -> tuple[list[list], list[bytes]]:
     return chunks, parts
 
 
-def _decode_bytes(chunks: list[list], payload: memoryview, out: np.ndarray) -> int:
+def _decode_bytes(chunks: list[list[Any]], payload: memoryview, out: np.ndarray) -> int:
     """Decode `_code_bytes` output into `out` (uint8); returns payload bytes consumed."""
     pos = 0
     start = 0
@@ -108,7 +110,7 @@ def _decode_bytes(chunks: list[list], payload: memoryview, out: np.ndarray) -> i
 
 def decode_chunks(
     enc: str,
-    chunks: list[list],
+    chunks: list[list[Any]],
     payload: memoryview,
     out: np.ndarray,
     pred: np.ndarray | None,
@@ -156,7 +158,7 @@ def dequantize(q: np.ndarray, pred: np.ndarray | None, step: float, dtype: str) 
 
 def encode_lossy(
     cur: np.ndarray, pred: np.ndarray | None, dtype: str, step: float
-) -> tuple[list[list], list[bytes | memoryview], np.ndarray, float] | None:
+) -> tuple[list[list[Any]], list[Part], np.ndarray, float] | None:
     """Quantize `cur - pred` to multiples of `step`; returns chunks, parts, decoded bits
     and the largest absolute error.
 
@@ -165,8 +167,8 @@ def encode_lossy(
     """
     per = planes.chunk_elements(4)
     decoded = np.empty_like(cur)
-    chunks: list[list] = []
-    parts: list[bytes | memoryview] = []
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
     worst = 0.0
     for start in range(0, cur.size, per):
         stop = min(start + per, cur.size)

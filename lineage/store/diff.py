@@ -90,7 +90,7 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
     return report
 
 
-def _file_key(f: FileEntry) -> tuple:
+def _file_key(f: FileEntry) -> tuple[object, ...]:
     return (f.size, f.object, f.header_object, tuple(t.object for t in f.tensors))
 
 

@@ -36,6 +36,7 @@ lock + grace period) cannot delete what this ingest relies on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from lineage.errors import LineageError, WeightsError
-from lineage.store import codec, objects, sketch
+from lineage.store import codec, objects, planes, sketch
 from lineage.store.backend import ObjectStore
 from lineage.store.buffers import ByteBudget
 from lineage.store.dtypes import FLOATS, cast_bits, itemsize, to_float64, uint_type
@@ -338,18 +339,20 @@ def _store(
                     if failures:
                         budget.give(amount)
                         raise failures[0]
-                    future = pool.submit(encoder.encode, slot, handle, start, source.rel)
-                    future.add_done_callback(
-                        lambda f, amount=amount: _finished(f, amount, budget, failures)
+                    submitted = pool.submit(encoder.encode, slot, handle, start, source.rel)
+                    submitted.add_done_callback(
+                        functools.partial(
+                            _finished, amount=amount, budget=budget, failures=failures
+                        )
                     )
-                    futures[i] = future
+                    futures[i] = submitted
                     collect(block=False)
             collect(block=True)
         except BaseException:
-            for _, _, futures in in_flight:
-                for future in futures:
-                    if future is not None:
-                        future.cancel()
+            for _, _, pending in in_flight:
+                for queued in pending:
+                    if queued is not None:
+                        queued.cancel()
             pool.shutdown(wait=True)
             for _, handle, _ in in_flight:
                 handle.close()
@@ -429,12 +432,12 @@ class _TensorEncoder:
     def footprint(slot: TensorSlot) -> int:
         """Memory one tensor's encoding may hold at once: its bytes, a decoded base (or
         its cast), the coded parts, plus a chunk's temporaries."""
-        return 3 * slot.nbytes + 3 * codec.planes.CHUNK_BYTES
+        return 3 * slot.nbytes + 3 * planes.CHUNK_BYTES
 
     def encode(self, slot: TensorSlot, source: OpenSource, data_start: int, rel: str) -> _Outcome:
         raw = self.store.cache.take(slot.nbytes)  # a private copy, in a recycled buffer
         hasher = self.store.new_hasher()
-        view = memoryview(raw)
+        view = raw.data
         for pos in range(0, slot.nbytes, READ_STEP):
             piece = view[pos : pos + READ_STEP]
             source.pread_into(piece, data_start + slot.begin + pos)
@@ -482,7 +485,7 @@ class _TensorEncoder:
         prefix up to them costs as much to decode as the whole: the candidate is then
         decoded (and verified) in full, and the likely winner is decoded only once.
         """
-        if n <= 2 * codec.planes.chunk_elements(itemsize(dtype)):
+        if n <= 2 * planes.chunk_elements(itemsize(dtype)):
             return np.concatenate([self._full_pred(c, dtype)[p] for p in picks])
         windows = read_windows(self.store, c.object_id, c.nbytes, picks)
         if c.dtype == dtype:
@@ -558,8 +561,8 @@ class _TensorEncoder:
         slot: TensorSlot,
         enc: str,
         base: Candidate | None,
-        chunks: list[list],
-        parts: list[bytes | memoryview],
+        chunks: list[list[Any]],
+        parts: list[objects.Part],
         step: float | None = None,
     ) -> None:
         depth = 0

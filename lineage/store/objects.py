@@ -36,6 +36,8 @@ ZERO, RAW, ZSTD = 0, 1, 2  # plane modes (see `planes`)
 
 
 HashFunction = Callable[[Any], str]
+#: a piece of an object file, written as is (no joining of large buffers)
+Part = bytes | memoryview
 
 
 def _blake3(data: Any) -> str:
@@ -92,7 +94,7 @@ class _Blake3Bytes:
         return str(self._h.hexdigest())
 
 
-def pack(header: dict[str, Any], parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
+def pack(header: dict[str, Any], parts: list[Part]) -> list[Part]:
     """The pieces of an object file, in order (written without joining them)."""
     head = json.dumps(header, separators=(",", ":")).encode()
     return [_PREFIX.pack(MAGIC, len(head)), head, *parts]
@@ -151,7 +153,7 @@ def header_length(raw: bytes | memoryview) -> int | None:
     _, length = _PREFIX.unpack_from(raw, 0)
     if length > MAX_HEADER_BYTES:
         raise ValueError(f"header length {length} is absurd")
-    return _PREFIX.size + length
+    return int(_PREFIX.size + length)
 
 
 def max_object_bytes(nbytes: int) -> int:
@@ -244,7 +246,7 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
-def blob_parts(data: bytes | memoryview) -> list[bytes | memoryview]:
+def blob_parts(data: bytes | memoryview) -> list[Part]:
     """Encode a plain file (config, tokenizer, safetensors header) as an object."""
     packed = zstandard.ZstdCompressor(level=9).compress(data) if len(data) > 256 else b""
     if packed and len(packed) < len(data):

@@ -221,7 +221,7 @@ def _pieces(f: OpenSource, file: SourceFile) -> list[tuple[int, int]]:
 def _write(store: ObjectStore, oid: str, info: _Wanted, data: np.ndarray) -> None:
     """Write good bytes as a fresh, self-contained object under their id."""
     if info.dtype is None:
-        parts = objects.blob_parts(memoryview(data))
+        parts = objects.blob_parts(data.data)
     else:
         bits = data.view(uint_type(ITEMSIZE[info.dtype]))
         chunks, coded = codec.encode_lossless("plain", bits, None)

@@ -118,7 +118,7 @@ class S3ObjectStore(ObjectStore):
             reply = self.client.get_object(
                 Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{max(length, 1) - 1}"
             )
-            return reply["Body"].read()
+            return bytes(reply["Body"].read())
 
     def _exists(self, key: str) -> bool:
         try:
