@@ -181,7 +181,8 @@ class ObjectStore(ABC):
         self.buffers = BufferPool(memory_bytes // 16)
         self.workers = workers
         self._known: set[str] = set()
-        self._headers: dict[str, dict[str, Any]] = {}
+        #: object id -> (header, payload offset): objects never change, so read once
+        self._layouts: dict[str, tuple[dict[str, Any], int]] = {}
         self._meta_lock = threading.Lock()
         #: manifest id -> sketch, so parent discovery reads each manifest once
         self.sketches: dict[str, list[int]] = {}
@@ -228,6 +229,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def _get_prefix(self, key: str, length: int) -> bytes:
         """Read the first `length` bytes of a key; `KeyError` if absent."""
+
+    @abstractmethod
+    def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Read (offset, length) ranges of a key (shorter at its end); `KeyError` if absent."""
 
     @abstractmethod
     def _exists(self, key: str) -> bool:
@@ -363,9 +368,21 @@ class ObjectStore(ABC):
         with reading:
             yield view
 
+    def read_object_ranges(self, oid: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Byte ranges of an object's file (offsets from its start); a short result means
+        the file ended first. `MissingObjectError` if absent."""
+        try:
+            return self._get_ranges(self.object_key(oid), ranges)
+        except KeyError:
+            raise MissingObjectError(f"object {oid} is missing from the store") from None
+
     def object_header(self, oid: str) -> dict[str, Any]:
         """An object's header, read from its first bytes (cached: objects never change)."""
-        cached = self._headers.get(oid)
+        return self.object_layout(oid)[0]
+
+    def object_layout(self, oid: str) -> tuple[dict[str, Any], int]:
+        """An object's header and where its payload starts in its file (cached)."""
+        cached = self._layouts.get(oid)
         if cached is not None:
             return cached
         try:
@@ -377,13 +394,12 @@ class ObjectStore(ABC):
             raise MissingObjectError(f"object {oid} is missing from the store") from None
         except ValueError as exc:
             raise CorruptObjectError(f"object {oid} is corrupt ({exc})") from None
-        header, _ = objects.unpack(oid, head[: total or len(head)])
-        self._remember_header(oid, header)
-        return header
-
-    def _remember_header(self, oid: str, header: dict[str, Any]) -> None:
+        head = head[: total or len(head)]
+        header, payload = objects.unpack(oid, head)
+        layout = (header, len(head) - len(payload))
         with self._meta_lock:
-            self._headers[oid] = header
+            self._layouts[oid] = layout
+        return layout
 
     def iter_objects(self) -> Iterator[Entry]:
         """Every stored object (key is the object id)."""
@@ -396,7 +412,7 @@ class ObjectStore(ABC):
         """Drop what this process remembers of an object (after it was rewritten)."""
         with self._meta_lock:
             self._known.discard(oid)
-            self._headers.pop(oid, None)
+            self._layouts.pop(oid, None)
         self.cache.drop(oid)
 
     def delete_object(self, oid: str) -> None:
@@ -404,7 +420,7 @@ class ObjectStore(ABC):
         self._delete(self.object_key(oid))
         with self._meta_lock:
             self._known.discard(oid)
-            self._headers.pop(oid, None)
+            self._layouts.pop(oid, None)
 
     # -- manifests -------------------------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> str:

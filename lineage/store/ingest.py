@@ -77,6 +77,8 @@ SUB_MARGIN = 0.92
 MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
 SMALL_TENSOR = 4096
+#: candidates scored in full for a small tensor; more are ranked on a prefix first.
+SHORTLIST = 2
 #: a tensor is read (and hashed) in steps of this many bytes, each hashed while it is
 #: still in the CPU cache from the read.
 READ_STEP = 1 << 20
@@ -526,9 +528,8 @@ class _TensorEncoder:
                 if not with_roles
                 else self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=True)
             )
+            pool = self._shortlist([c for c in pool if c.object_id not in tried], slot, cur)
             for c in pool:
-                if c.object_id in tried:
-                    continue
                 tried.add(c.object_id)
                 try:
                     pred = self._sample_pred(c, slot.dtype, picks, cur.size)
@@ -554,6 +555,27 @@ class _TensorEncoder:
         except LineageError as exc:  # its windows read, but the whole does not verify
             log.warning("skipping damaged delta base %s: %s", best_base.object_id, exc)
             return "plain", None, None
+
+    def _shortlist(
+        self, pool: list[Candidate], slot: TensorSlot, cur: np.ndarray
+    ) -> list[Candidate]:
+        """At most `SHORTLIST` candidates worth scoring in full, for a tensor of one or two
+        chunks (whose sample costs a full decode per candidate, see `_sample_pred`): the
+        best on the tensor's first few thousand elements, decoded from chunk prefixes."""
+        if len(pool) <= SHORTLIST or cur.size > 2 * planes.chunk_elements(cur.itemsize):
+            return pool
+        prefix = [slice(0, min(cur.size, 3 * codec.SAMPLE_WINDOW))]
+        head = cur[prefix[0]]
+        ranked: list[tuple[int, int, Candidate]] = []
+        for i, c in enumerate(pool):
+            try:
+                windows = read_windows(self.store, c.object_id, c.nbytes, prefix)
+            except LineageError as exc:
+                log.warning("skipping damaged delta base %s: %s", c.object_id, exc)
+                continue
+            pred = windows if c.dtype == slot.dtype else cast_bits(windows, c.dtype, slot.dtype)
+            ranked.append((codec.sample_cost("xor", head, pred), i, c))
+        return [c for _, _, c in sorted(ranked)[:SHORTLIST]]
 
     def _put(
         self,

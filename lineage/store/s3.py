@@ -120,6 +120,21 @@ class S3ObjectStore(ObjectStore):
             )
             return bytes(reply["Body"].read())
 
+    def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        out = []
+        for offset, length in ranges:
+            if length <= 0:
+                out.append(b"")
+                continue
+            with self._errors_as_store_errors(key):
+                reply = self.client.get_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Range=f"bytes={offset}-{offset + length - 1}",
+                )
+                out.append(bytes(reply["Body"].read(length)))
+        return out
+
     def _exists(self, key: str) -> bool:
         try:
             with self._errors_as_store_errors(key):

@@ -34,13 +34,31 @@ def sketch_of_dir(src: Path) -> list[int]:
                 positions = sketch.sample_positions(slot.nbytes // size)
                 if positions is None:
                     continue
-                sample = bytearray(len(positions) * size)
-                view = memoryview(sample)
-                for i, element in enumerate(positions):
-                    at = layout.data_start + slot.begin + int(element) * size
-                    f.pread_into(view[i * size : (i + 1) * size], at)
+                offsets = [layout.data_start + slot.begin + int(p) * size for p in positions]
+                sample = _read_scattered(f, offsets, size)
                 tokens.append(sketch.sample_tokens(slot.name, slot.dtype, sample))
     return sketch.bottom_k(tokens)
+
+
+#: sampled elements closer than this are read in one `pread` (a system call costs more
+#: than copying a few kB).
+COALESCE_BYTES = 64 << 10
+
+
+def _read_scattered(f: OpenSource, offsets: list[int], size: int) -> bytes:
+    """`size` bytes at each of the (ascending) offsets, concatenated."""
+    out = bytearray()
+    i = 0
+    while i < len(offsets):
+        j = i
+        while j + 1 < len(offsets) and offsets[j + 1] - offsets[i] < COALESCE_BYTES:
+            j += 1
+        span = f.read(offsets[i], offsets[j] + size - offsets[i])
+        for k in range(i, j + 1):
+            at = offsets[k] - offsets[i]
+            out += span[at : at + size]
+        i = j + 1
+    return bytes(out)
 
 
 def find_similar(
