@@ -7,14 +7,15 @@ For each size it writes a Hugging Face sharded checkpoint (4096x4096 bf16 projec
 with small norms, 16 tensors a shard, ``model-0000i-of-0000n.safetensors`` plus
 ``model.safetensors.index.json``) and a fine-tune of it (every weight nudged by one or
 two bf16 ulps, re-sharded differently, as an upstream re-release may be), then times,
-through the `lineage` CLI (process start and imports included):
+through the `lineage` CLI (process start and imports included; `sync` before each):
 
     add base, add ft --parent base@1, checkout base@1, checkout ft@1,
     store verify, diff base@1 ft@1
 
-and prints, per command: wall seconds, MB/s of the model, and peak RSS (measured by
-GNU time on each process; `getrusage` in a child would inherit the peak of whatever
-started it). Each checkout is compared byte for byte with its source. The pair's ratio
+and prints, per command: wall seconds, MB/s of the model (wall clock, and "cpu-bound":
+per CPU-second x cores, the rate if the process had the machine to itself), and peak
+RSS (measured by GNU time on each process; `getrusage` in a child would inherit the
+peak of whatever started it). Each checkout is compared byte for byte with its source. The pair's ratio
 is the two models' bytes over what the store holds.
 
 Then the same add and checkout run in-process (the store alone, no CLI), so the CLI's
@@ -137,25 +138,31 @@ class Run:
     what: str
     wall: float
     peak_mb: float
+    cpu: float = 0.0  # user + system seconds of the process
     ok: bool = True
 
 
 def timed(args: list[str], cwd: Path, what: str) -> Run:
-    """Run a command under GNU time: wall seconds and peak RSS of that process alone."""
+    """Run a command under GNU time: wall seconds, CPU seconds and peak RSS of that
+    process alone. Dirty pages of earlier steps are written out first, so each command
+    starts from the same state of the page cache."""
+    os.sync()
     report = Path(tempfile.mktemp(prefix="lineage-time-"))
     start = time.perf_counter()
     result = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", "-o", str(report), *args],
+        ["/usr/bin/time", "-f", "%M %U %S", "-o", str(report), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
     )
     wall = time.perf_counter() - start
-    peak_kib = int(report.read_text().split()[-1])
+    peak_kib, user, system = report.read_text().split()[-3:]
     report.unlink()
     if result.returncode != 0:
         print(f"  {what} failed ({result.returncode}): {result.stderr.strip()[-400:]}")
-    return Run(what, wall, peak_kib / 1024, result.returncode == 0)
+    return Run(
+        what, wall, int(peak_kib) / 1024, float(user) + float(system), result.returncode == 0
+    )
 
 
 _IN_PROCESS = r"""
@@ -177,10 +184,10 @@ if sys.argv[1] == "add":
     (Path(sys.argv[2]) / "ids.json").write_text(json.dumps(ids))
 else:
     ids = json.loads((Path(sys.argv[2]) / "ids.json").read_text())
-    pairs = (("checkout base", ids[0], sys.argv[3]), ("checkout ft", ids[1], sys.argv[4]))
-    for label, mid, dest in pairs:
-        t = time.perf_counter(); checkout(store, store.get_manifest(mid), Path(dest))
-        out[label] = time.perf_counter() - t
+    which = int(sys.argv[3])
+    t = time.perf_counter()
+    checkout(store, store.get_manifest(ids[which]), Path(sys.argv[4]))
+    out[("checkout base", "checkout ft")[which]] = time.perf_counter() - t
 out["peak_mb"] = peak_mb()
 print(json.dumps(out))
 """
@@ -252,33 +259,40 @@ def bench_size(work: Path, size_gb: float, in_proc: bool) -> dict[str, object]:
         shutil.rmtree(out)
     runs.append(timed([*LINEAGE, "store", "verify"], ws, "verify"))
     runs.append(timed([*LINEAGE, "diff", "base@1", "ft@1", "--json"], ws, "diff"))
+    cores = os.cpu_count() or 1
     for run in runs:
-        rate = "" if run.what in ("verify", "diff") else f"{size / MB / run.wall:7.0f} MB/s"
-        if run.what in ("verify", "diff"):
-            rate = f"{2 * size / MB / run.wall:7.0f} MB/s (both)"
+        volume = 2 * size if run.what in ("verify", "diff") else size
         print(
-            f"  cli {run.what:14s} {run.wall:6.2f} s {rate}  peak RSS {run.peak_mb:6.0f} MB"
-            f"{'' if run.ok else '  FAILED'}"
+            f"  cli {run.what:14s} {run.wall:6.2f} s {volume / MB / run.wall:6.0f} MB/s "
+            f"(cpu-bound {volume / MB / run.cpu * cores:5.0f})  peak RSS {run.peak_mb:5.0f} MB"
+            f"{' (both models)' if volume > size else ''}{'' if run.ok else '  FAILED'}"
         )
     ratio = 2 * size / stored
     print(
         f"  pair ratio {ratio:.2f}x ({2 * size / MB:.0f} MB as files, {stored / MB:.0f} MB stored)"
     )
     result: dict[str, object] = {"size": size, "runs": runs, "ratio": ratio}
+    shutil.rmtree(ws)  # room on the disk for the in-process run
     if in_proc:
         store = work / "in-process"
-        added = in_process(["add", str(store), str(base), str(ft)])
-        out_b, out_f = work / "ip-base", work / "ip-ft"
-        checked = in_process(["checkout", str(store), str(out_b), str(out_f)])
-        exact = same_tree(base, out_b) and same_tree(ft, out_f)
-        for label, seconds in [*added.items(), *checked.items()]:
-            if label != "peak_mb":
-                print(f"  in-process {label:14s} {seconds:6.2f} s {size / MB / seconds:7.0f} MB/s")
+        figures = in_process(["add", str(store), str(base), str(ft)])
+        peaks = {"add": figures.pop("peak_mb")}
+        exact = True
+        for which, source in enumerate((base, ft)):
+            out = work / "ip-out"
+            checked = in_process(["checkout", str(store), str(which), str(out)])
+            peaks[f"checkout {('base', 'ft')[which]}"] = checked.pop("peak_mb")
+            figures.update(checked)
+            exact = exact and same_tree(source, out)
+            shutil.rmtree(out)
+        for label, seconds in figures.items():
+            print(f"  in-process {label:14s} {seconds:6.2f} s {size / MB / seconds:7.0f} MB/s")
         print(
-            f"  in-process peak RSS: add {added['peak_mb']:.0f} MB, checkout "
-            f"{checked['peak_mb']:.0f} MB; checkouts exact: {exact}"
+            "  in-process peak RSS: "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in peaks.items())
+            + f"; checkouts exact: {exact}"
         )
-        result["in_process"] = {**added, **checked}
+        result["in_process"] = figures
     return result
 
 

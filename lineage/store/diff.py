@@ -1,7 +1,7 @@
 """`diff_manifests`: what changed between two versions, tensor by tensor.
 
 Tensors with the same object id are identical without reading a byte; only changed
-tensors are decoded, one pair at a time, to measure the relative L2 change
+tensors are decoded, a pair per thread at a time, to measure the relative L2 change
 ``|b - a| / |a|`` and the largest absolute change (in float64, a chunk at a time, so
 memory stays at the two decoded tensors whatever the model's size). Tensors are
 matched by name, then by name without wrapper prefixes. JSON config files that differ
@@ -11,6 +11,8 @@ are compared key by key.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +66,7 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
     ta, tb = _tensor_map(a), _tensor_map(b)
     norm_a = {normalize(n): n for n in ta}
     matched_a: set[str] = set()
+    pairs: list[tuple[TensorEntry, TensorEntry]] = []
     for name, tensor in tb.items():
         a_name = name if name in ta else norm_a.get(normalize(name))
         if a_name is None or a_name in matched_a:
@@ -74,7 +77,10 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
         if old.object == tensor.object and old.dtype == tensor.dtype and old.shape == tensor.shape:
             report.identical.append(name)
         else:
-            report.changed.append(_measure(store, old, tensor))
+            pairs.append((old, tensor))
+    # one pair per thread at a time: memory stays at a few decoded tensors
+    with ThreadPoolExecutor(max_workers=store.workers or os.cpu_count() or 2) as pool:
+        report.changed = list(pool.map(lambda pair: _measure(store, *pair), pairs))
     report.removed = sorted(set(ta) - matched_a)
     fa = {f.path: f for f in a.files}
     fb = {f.path: f for f in b.files}
