@@ -15,8 +15,8 @@ through the `lineage` CLI (process start and imports included; `sync` before eac
 and prints, per command: wall seconds, MB/s of the model (wall clock, and "cpu-bound":
 per CPU-second x cores, the rate if the process had the machine to itself), and peak
 RSS (measured by GNU time on each process; `getrusage` in a child would inherit the
-peak of whatever started it). Each checkout is compared byte for byte with its source. The pair's ratio
-is the two models' bytes over what the store holds.
+peak of whatever started it). Each checkout is compared byte for byte with its source.
+The pair's ratio is the two models' bytes over what the store holds.
 
 Then the same add and checkout run in-process (the store alone, no CLI), so the CLI's
 share can be told from the store's. Adds are durable (the store syncs the file system
