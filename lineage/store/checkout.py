@@ -42,6 +42,8 @@ from lineage.store.sources import OpenSource, scan_source
 log = logging.getLogger(__name__)
 
 Materialize = Callable[[dict[str, Any], Path], None]
+#: one piece of a checkout: its size, the file it goes to, its offset there, its object
+Piece = tuple[int, "_FileWriter", int, str]
 
 
 def checkout(
@@ -101,17 +103,18 @@ def _checkout_stored(
     done = 0
     targets: list[tuple[int, Path, Path]] = []  # fd, temp, final
     try:
-        pieces: list[tuple[int, _FileWriter, int, str]] = []  # size, file, offset, object
+        per_file: list[list[Piece]] = []
         for entry in manifest.files:
             final = inside(out_dir, entry.path)
             tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.partial"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             targets.append((fd, tmp, final))
             writer = _FileWriter(fd)
+            pieces = []
             for size, offset, oid in _layout(entry):
                 pieces.append((size, writer, offset, oid))
-        # the biggest pieces first, so one large embedding overlaps many small tensors
-        pieces.sort(key=lambda p: -p[0])
+            per_file.append(sorted(pieces, key=lambda p: -p[0]))
+        pieces = _interleave(per_file)
         with ThreadPoolExecutor(max_workers=_workers(store), thread_name_prefix="checkout") as pool:
             futures = [pool.submit(_write_piece, store, *piece) for piece in pieces]
             try:
@@ -140,6 +143,16 @@ def _checkout_stored(
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _interleave(per_file: list[list[Piece]]) -> list[Piece]:
+    """Pieces in the order they are decoded: each file's biggest first (so one large
+    embedding overlaps many small tensors), files taken in turn, so that the workers
+    write different files at once (writes to one file are serialized by the kernel)."""
+    out: list[Piece] = []
+    for rank in range(max((len(f) for f in per_file), default=0)):
+        out += [f[rank] for f in per_file if rank < len(f)]
+    return out
 
 
 def inside(out_dir: Path, rel: str) -> Path:
