@@ -1,37 +1,50 @@
 """Storage benchmark: lineage vs per-file zstd, ZipNN and exact tensor dedup.
 
-Builds (once; cached) a family of 16 real derivatives of the bundled all-MiniLM-L6-v2
-with short inline torch code — full and continued fine-tunes, head-only, LoRA adapter
-and merged, fp16, bf16, int8, pruned (and re-tuned), distilled, soup — then measures,
-in this run, every approach on the same files: ratio vs the sum of the files, add MB/s
-and checkout MB/s. Every checkout is compared byte for byte with its source.
+Builds (once; cached) a family of real derivatives of the bundled all-MiniLM-L6-v2 with
+short inline torch code — full and continued fine-tunes, head-only, LoRA adapter and
+merged, fp16, bf16, int8, pruned (and re-tuned), distilled, soup — plus *next versions*
+committed as such (not added with a parent): two upstream updates of the base, continued
+fine-tunes of ft_a, ft_b and head_ft, and ft_a re-derived on the updated base. Then the
+same derivations saved in bf16 (as most published fine-tunes are; the fp16/bf16 casts
+left out, they mean nothing there) as a second family. In this run, every approach is
+measured on the same files: ratio vs the sum of the files, add MB/s and checkout MB/s.
+Every checkout is compared byte for byte with its source.
 
-    .venv/bin/python bench/storage.py [--cache DIR] [--rebuild] [--skip-lossy] [--repeat N]
-                                      [--only-lineage] [--no-recipes-row] [--only-lossy]
+    .venv/bin/python bench/storage.py [--cache DIR] [--rebuild] [--family fp32|bf16|both]
+                                      [--repeat N] [--skip-lossy] [--only-lineage]
+                                      [--no-recipes-row] [--only-lossy] [--cli] [--cli-only]
 
 The machine is often shared: the load average is printed at the start and the end, and
-every rate is given both by wall clock and per CPU-second of this process (x cores), so a
-loaded machine does not hide progress. Every lossless row is run `--repeat` times (3 by
-default), each time into a new empty store and output folder, the previous run's files
-deleted first; the table gives the median run's figures and the range of all runs, for
-every approach alike (the guarded lossy row runs once: its add includes model tests).
-The first run of a process is often the slowest: page-cache and heap pages it writes to
-are new to it (zeroed, and in a VM possibly not yet backed by the host).
+every rate is given both by wall clock and per CPU-second (x cores), so a loaded machine
+does not hide progress. Every lossless row is run `--repeat` times (3 by default), each
+time into a new empty store and output folder, the previous run's files deleted first;
+the table gives the median run's figures and the range of all runs, for every approach
+alike (the guarded lossy row runs once: its add includes model tests).
 `--only-lineage --no-recipes-row --skip-lossy` is the quick loop for work on the store.
 
 Rows:
 - zstd-3 per file, ZipNN per file: each file compressed on its own.
 - exact tensor dedup: every tensor stored once by sha256 (MGit's hashing).
-- lineage (generic): exact dedup + delta/cast/plain encodings, no recipes.
-- lineage (+ recipes): also stores int8, soup and merged LoRA as derivable versions
-  (re-made by their deterministic recipe at add and checkout, then hash-verified).
-- lineage lossy (guarded): quantized deltas, |error| <= 1e-4 (no recipes), under the
-  rule of `lineage add --lossy`: a member's lossy copy is kept only if its test passes on
-  it — here an embedding test, mean-pooled cosine >= 0.999 vs the exact model — else the
-  member is stored losslessly; a member with no test (the LoRA adapter and the int8 model
-  do not load as a plain encoder) is stored losslessly. So every test passes by
-  construction; the final checkouts are checked again (accepted members re-tested,
-  the others compared byte for byte). Add time includes the guard (checkout + tests).
+- lineage (generic): exact dedup + delta/cast/plain encodings, no recipes; each version
+  coded against what `lineage add`/`commit` would use (`lineage.store.bases`: its
+  previous version, its derivation parents, the most similar versions).
+- lineage (+ recipes), fp32 only: also stores int8, soup and merged LoRA as derivable
+  versions (re-made by their deterministic recipe at add and checkout, hash-verified).
+- lineage CLI (generic), with `--cli`: every version through the `lineage` CLI, one
+  process per `add`/`commit` and per `checkout` (start-up and imports included), with
+  each version's times listed; the first add (the base, 91.6 MB: BERT size) is the
+  figure for "a BERT-size model through the CLI".
+- lineage lossy (guarded), fp32 only: quantized deltas, |error| <= 1e-4 (no recipes),
+  under the rule of `lineage add --lossy`: a member's lossy copy is kept only if its
+  test passes on it — here an embedding test, mean-pooled cosine >= 0.999 vs the exact
+  model — else the member is stored losslessly; a member with no test (the LoRA adapter
+  and the int8 model do not load as a plain encoder) is stored losslessly. So every
+  test passes by construction; the final checkouts are checked again (accepted members
+  re-tested, the others compared byte for byte). Add time includes the guard.
+
+Targets (issue 14): fp32 family >= 3.5x lossless generic, bf16 family >= 5x, lossy
+guarded >= 10x with every test passing, a BERT-size add < 0.6 s and checkout < 0.5 s
+through the CLI.
 """
 
 from __future__ import annotations
