@@ -7,8 +7,8 @@ to this dtype), then codes the residual, chunk by chunk, with byte planes + zstd
 - ``xor``: bits XOR predicted bits. Small weight changes leave sign and exponent equal,
   so the high planes are almost all zero.
 - ``sub``: zigzag(bits - predicted bits), as integers. Better than XOR when a small change
-  carries across a mantissa byte boundary; ingest only picks it when a sample says it is
-  clearly smaller, because XOR decodes in a single pass.
+  carries across a mantissa byte boundary (most fine-tune updates); ingest picks
+  whichever a sample says is smaller.
 - ``mxor``: XOR, plus a bit mask of the elements that are exactly zero (bits all 0) while
   the prediction is not, whose residual is then stored as zero. A pruned copy of a parent
   is all-zero residual plus a mask of N/8 bytes instead of the parent's bits.

@@ -18,13 +18,15 @@ never held whole either.
 For each tensor, in order:
 
 1. exact dedup: an object with the same content hash is already stored; it is decoded
-   and verified first (once per process), and rewritten from our bytes if damaged;
+   from the backend and verified first (once per ingest), and rewritten from our bytes
+   if damaged;
 2. a delta against a candidate base (see `matching`): XOR, XOR with a zero mask (pruned
-   tensors), or zigzag integer difference when a sample says it is clearly smaller, or
-   plain coding when that is smaller still. Each candidate is scored on three small
-   windows of the tensor (decoded from the candidate's chunk prefixes only, see
-   `windows`); other layers' tensors of the same role only when no by-name base codes
-   well. The winner is decoded in full and verified before anything is coded against it;
+   tensors), or zigzag integer difference when a sample says it is smaller, or plain
+   coding when that is smaller still. Each candidate is scored on three small windows of
+   the tensor (read from byte ranges of the candidate, see `windows`; for a small
+   tensor, a shortlist ranked on a prefix); other layers' tensors of the same role only
+   when no by-name base codes well. The winner is decoded in full and verified before
+   anything is coded against it;
 3. with `lossy`, a quantized delta with a stated error bound instead.
 
 Objects are written to temp files and made durable before `ingest` returns, so a
@@ -71,8 +73,9 @@ Progress = Callable[[int, int], None]
 #: plain coding only beats a delta that codes above this fraction of the raw size; a
 #: by-name base doing worse than this makes us also try the same role in other layers.
 PLAIN_WORTH_TRYING = 0.6
-#: zigzag `sub` is taken over XOR only when its sample codes below this fraction of XOR's.
-SUB_MARGIN = 0.92
+#: zigzag `sub` is taken over XOR when its sample codes below this fraction of XOR's
+#: (the C kernels decode both in one pass, so only a tie goes to XOR).
+SUB_MARGIN = 0.99
 #: the zero-mask XOR (`mxor`) is tried when more of the sample than this is exactly zero.
 MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
@@ -501,9 +504,8 @@ class _TensorEncoder:
 
         Every by-name candidate is scored with XOR (plus the zero mask when the sample
         has zeros); other layers' tensors of the same role only when no by-name base
-        codes well (a distilled student). `sub` is checked on the winner and only taken
-        when clearly smaller, since XOR decodes in one pass. A candidate that cannot be
-        read (damaged) is skipped.
+        codes well (a distilled student). `sub` is checked on the winner and taken when
+        smaller. A candidate that cannot be read (damaged) is skipped.
         """
         named = self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=False)
         if cur.size < SMALL_TENSOR:
