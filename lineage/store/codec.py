@@ -201,21 +201,20 @@ def sample_windows(n: int, window: int = SAMPLE_WINDOW) -> list[slice]:
 def sample_picks(n: int, itemsize: int, window: int = SAMPLE_WINDOW) -> list[slice]:
     """Where ingest samples a tensor of `n` elements to compare encodings and bases.
 
-    Start, middle and end, as `sample_windows`, but each window starts at a chunk
-    boundary when the tensor spans several chunks: a stored candidate base is then
-    scored by decoding only the first few thousand elements of three of its chunks
-    (see `lineage.store.windows`), not the whole tensor. Windows never cross a chunk.
+    Start, middle and end of a tensor of three chunks or more, each window at a chunk
+    start; the first three windows' worth of a smaller one. Either way a stored
+    candidate base is scored by decoding a few thousand elements at the start of a
+    chunk (see `lineage.store.windows`), never the whole tensor: zstd decodes a plane
+    from its start, so a window deep inside a chunk would cost the whole chunk.
     """
     if n <= 3 * window:
         return [slice(0, n)]
     per = planes.chunk_elements(itemsize)
     last = (n - 1) // per
-    if last >= 2:
-        starts = [0, (last // 2) * per, last * per]
-    else:  # one or two chunks: at 8-element boundaries (whole bytes of a zero mask)
-        starts = [0, (n // 2 - window // 2) // 8 * 8, (n - window) // 8 * 8]
-    # each window ends at its chunk's end at the latest
-    return [slice(s, min(s + window, (s // per + 1) * per, n)) for s in starts]
+    if last < 2:
+        return [slice(0, 3 * window)]
+    starts = [0, (last // 2) * per, last * per]
+    return [slice(s, min(s + window, n)) for s in starts]
 
 
 def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:

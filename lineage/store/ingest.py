@@ -23,10 +23,9 @@ For each tensor, in order:
 2. a delta against a candidate base (see `matching`): XOR, XOR with a zero mask (pruned
    tensors), or zigzag integer difference when a sample says it is smaller, or plain
    coding when that is smaller still. Each candidate is scored on three small windows of
-   the tensor (read from byte ranges of the candidate, see `windows`; for a small
-   tensor, a shortlist ranked on a prefix); other layers' tensors of the same role only
-   when no by-name base codes well. The winner is decoded in full and verified before
-   anything is coded against it;
+   the tensor (read from byte ranges of the candidate, see `windows`); other layers'
+   tensors of the same role only when no by-name base codes well. The winner is
+   decoded in full and verified before anything is coded against it;
 3. with `lossy`, a quantized delta with a stated error bound instead.
 
 Objects are written to temp files and made durable before `ingest` returns, so a
@@ -80,8 +79,6 @@ SUB_MARGIN = 0.99
 MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
 SMALL_TENSOR = 4096
-#: candidates scored in full for a small tensor; more are ranked on a prefix first.
-SHORTLIST = 2
 #: a tensor is read (and hashed) in steps of this many bytes, each hashed while it is
 #: still in the CPU cache from the read.
 READ_STEP = 1 << 20
@@ -482,16 +479,8 @@ class _TensorEncoder:
         base_bits = base_bits.view(uint_type(itemsize(c.dtype)))
         return codec.Prediction(c.object_id, c.dtype, base_bits, 0).for_dtype(dtype)
 
-    def _sample_pred(self, c: Candidate, dtype: str, picks: list[slice], n: int) -> np.ndarray:
-        """A candidate's prediction on the sample windows only (the tensor has `n`
-        elements).
-
-        For a tensor of one or two chunks the windows lie deep inside a chunk, whose
-        prefix up to them costs as much to decode as the whole: the candidate is then
-        decoded (and verified) in full, and the likely winner is decoded only once.
-        """
-        if n <= 2 * planes.chunk_elements(itemsize(dtype)):
-            return np.concatenate([self._full_pred(c, dtype)[p] for p in picks])
+    def _sample_pred(self, c: Candidate, dtype: str, picks: list[slice]) -> np.ndarray:
+        """A candidate's prediction on the sample windows only (read from byte ranges)."""
         windows = read_windows(self.store, c.object_id, c.nbytes, picks)
         if c.dtype == dtype:
             return windows
@@ -530,11 +519,12 @@ class _TensorEncoder:
                 if not with_roles
                 else self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=True)
             )
-            pool = self._shortlist([c for c in pool if c.object_id not in tried], slot, cur)
             for c in pool:
+                if c.object_id in tried:
+                    continue
                 tried.add(c.object_id)
                 try:
-                    pred = self._sample_pred(c, slot.dtype, picks, cur.size)
+                    pred = self._sample_pred(c, slot.dtype, picks)
                 except LineageError as exc:
                     log.warning("skipping damaged delta base %s: %s", c.object_id, exc)
                     continue
@@ -557,27 +547,6 @@ class _TensorEncoder:
         except LineageError as exc:  # its windows read, but the whole does not verify
             log.warning("skipping damaged delta base %s: %s", best_base.object_id, exc)
             return "plain", None, None
-
-    def _shortlist(
-        self, pool: list[Candidate], slot: TensorSlot, cur: np.ndarray
-    ) -> list[Candidate]:
-        """At most `SHORTLIST` candidates worth scoring in full, for a tensor of one or two
-        chunks (whose sample costs a full decode per candidate, see `_sample_pred`): the
-        best on the tensor's first few thousand elements, decoded from chunk prefixes."""
-        if len(pool) <= SHORTLIST or cur.size > 2 * planes.chunk_elements(cur.itemsize):
-            return pool
-        prefix = [slice(0, min(cur.size, 3 * codec.SAMPLE_WINDOW))]
-        head = cur[prefix[0]]
-        ranked: list[tuple[int, int, Candidate]] = []
-        for i, c in enumerate(pool):
-            try:
-                windows = read_windows(self.store, c.object_id, c.nbytes, prefix)
-            except LineageError as exc:
-                log.warning("skipping damaged delta base %s: %s", c.object_id, exc)
-                continue
-            pred = windows if c.dtype == slot.dtype else cast_bits(windows, c.dtype, slot.dtype)
-            ranked.append((codec.sample_cost("xor", head, pred), i, c))
-        return [c for _, _, c in sorted(ranked)[:SHORTLIST]]
 
     def _put(
         self,
