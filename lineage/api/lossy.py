@@ -195,7 +195,7 @@ def guarded_ingest(
         tolerance=float(tolerance),
     )
     store = workspace.store
-    bases = workspace.delta_bases(name, parents, source)  # the same candidates as lossless
+    bases = [store.get_manifest(p.manifest_id) for p in parents]
     kwargs: dict[str, Any] = {"parents": bases, "progress": progress}
     if rematerialize is not None:
         kwargs |= {"rematerialize": rematerialize, "derivation_spec": derivation_spec}
