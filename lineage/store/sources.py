@@ -1,6 +1,7 @@
 """What lineage agrees to read from a weights folder, and how it reads it.
 
-The rules, each written once here:
+The rules, each written once here (the format names themselves live in
+`lineage.formats`):
 
 - pickle checkpoints are refused by name and never opened: loading one can run code;
 - nothing is read through a symbolic link, and nothing that is not a regular file or a
@@ -24,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lineage.errors import WeightsError
+from lineage.formats import CHECKOUT_MARKER, CONVERT_HINT, PICKLE_SUFFIXES
 from lineage.store.manifest import check_path
 
-#: file suffixes of pickled checkpoints: refused, never opened.
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+__all__ = ["PICKLE_SUFFIXES", "OpenSource", "SourceFile", "check_weights_source", "list_files"]
 
 #: folders that are tool state, not part of a model (never descended into).
 SKIP_DIRS = frozenset({".git", ".cache", "__pycache__", ".lineage"})
@@ -40,11 +41,7 @@ LINK_HINT = (
 
 def pickle_message(path: Path | str) -> str:
     """The refusal of a pickle checkpoint, with how to convert it."""
-    return (
-        f"refusing pickle checkpoint {path} (pickles can run code when loaded); convert it "
-        "once, on a machine you trust, with `model.save_pretrained(dir, "
-        "safe_serialization=True)` or `safetensors.torch.save_file(state_dict, path)`"
-    )
+    return f"refusing pickle checkpoint {path} (pickles can run code when loaded): {CONVERT_HINT}"
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ def _walk(folder: Path, prefix: str, found: list[SourceFile]) -> None:
         if stat.S_ISDIR(st.st_mode):
             if entry.name not in SKIP_DIRS:
                 _walk(path, rel + "/", found)
-        else:
+        elif rel != CHECKOUT_MARKER:  # lineage's own note in a checkout, not model data
             found.append(_record(rel, path, st))
 
 

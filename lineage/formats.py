@@ -1,0 +1,20 @@
+"""File formats lineage reads and refuses.
+
+Weights come in and go out as safetensors. Pickle checkpoints can run arbitrary code
+when loaded, so they are refused by name and never opened; the hint says how to
+convert them once, on a machine that trusts them.
+"""
+
+from __future__ import annotations
+
+#: Suffixes of pickled checkpoints (PyTorch, Lightning, plain pickle): never opened.
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+
+CONVERT_HINT = (
+    "convert it to safetensors first, e.g. in Python (only if you trust the file): "
+    "model = AutoModel.from_pretrained(dir); model.save_pretrained(out, safe_serialization=True)"
+)
+
+#: Marker file of a lineage checkout: what it holds, and that lineage may replace it.
+#: Never stored when a checkout is added back (`lineage.store.scan` skips it).
+CHECKOUT_MARKER = ".lineage-checkout"
