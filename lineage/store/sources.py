@@ -28,7 +28,16 @@ from lineage.errors import WeightsError
 from lineage.formats import CHECKOUT_MARKER, CONVERT_HINT, PICKLE_SUFFIXES
 from lineage.store.manifest import check_path
 
-__all__ = ["PICKLE_SUFFIXES", "OpenSource", "SourceFile", "check_weights_source", "list_files"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "SKIP_DIRS",
+    "OpenSource",
+    "SourceFile",
+    "check_weights_source",
+    "list_files",
+    "pickle_message",
+    "scan_source",
+]
 
 #: folders that are tool state, not part of a model (never descended into).
 SKIP_DIRS = frozenset({".git", ".cache", "__pycache__", ".lineage"})
