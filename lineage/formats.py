@@ -16,5 +16,5 @@ CONVERT_HINT = (
 )
 
 #: Marker file of a lineage checkout: what it holds, and that lineage may replace it.
-#: Never stored when a checkout is added back (`lineage.store.scan` skips it).
+#: Never stored when a checkout is added back (`lineage.store.sources` skips it).
 CHECKOUT_MARKER = ".lineage-checkout"

@@ -114,3 +114,19 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+def same_model_files(a: Path, b: Path) -> bool:
+    """Whether two model folders hold the same files with the same bytes (a lineage
+    checkout's own marker file aside): what "a bit-exact checkout" means."""
+    from lineage.formats import CHECKOUT_MARKER
+
+    def files(root: Path) -> list[Path]:
+        return sorted(
+            p.relative_to(root)
+            for p in root.rglob("*")
+            if p.is_file() and p.name != CHECKOUT_MARKER
+        )
+
+    names = files(a)
+    return names == files(b) and all((a / p).read_bytes() == (b / p).read_bytes() for p in names)

@@ -128,7 +128,9 @@ class Workspace:
         if self._store is None:
             from lineage.store import ObjectStore  # numpy and zstandard: only when needed
 
-            self._store = ObjectStore.open(self.store_url)
+            self._store = ObjectStore.open(
+                self.store_url, max_chain_depth=self.config.delta_chain_depth
+            )
         return self._store
 
     def save_config(self) -> None:

@@ -18,13 +18,12 @@ from safetensors.numpy import load_file
 
 from lineage.bundled import make_tiny_model
 from lineage.errors import UsageError
-from lineage.formats import CHECKOUT_MARKER
 from lineage.ops.add import add, commit
 from lineage.ops.checkout import checkout
 from lineage.ops.lossy import applicable_tests, lossy_request
 from lineage.ops.tests import declare_model_test, disable_test, resolve_tests
 from lineage.store import stats
-from lineage.testing import run_cli
+from lineage.testing import run_cli, same_model_files
 from lineage.workspace import Workspace
 
 torch.set_num_threads(2)
@@ -35,14 +34,6 @@ UNCHANGED = {"ref": "lineage.testing:weights_unchanged_fraction", "threshold": 0
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(args, cwd, check=False)
-
-
-def same_files(a: Path, b: Path) -> bool:
-    """Same model files (a checkout's own marker aside), byte for byte."""
-    names = sorted(p.name for p in a.iterdir() if p.name != CHECKOUT_MARKER)
-    return names == sorted(p.name for p in b.iterdir() if p.name != CHECKOUT_MARKER) and all(
-        (a / n).read_bytes() == (b / n).read_bytes() for n in names
-    )
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +134,7 @@ def test_rejected_when_a_test_fails_on_the_approximate_copy(ws, models, tmp_path
     assert acc["passed_exact"] and not acc["passed_approximate"]
     assert not ws.manifest(version.ref).approximate
     out = checkout(ws, version.ref, tmp_path / "out")
-    assert same_files(out, ft)  # stored lossless: bit-exact
+    assert same_model_files(out, ft)  # stored lossless: bit-exact
 
 
 def test_rejected_when_a_metric_moves_beyond_the_tolerance(ws, models, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +149,7 @@ def test_rejected_when_a_metric_moves_beyond_the_tolerance(ws, models, tmp_path)
     assert test["passed_exact"] and test["passed_approximate"]
     assert not test["within_tolerance"] and not decision["accepted"]
     assert "'unchanged' moved by more than 0.01" in decision["reason"]
-    assert same_files(checkout(ws, version.ref, tmp_path / "out"), ft)
+    assert same_model_files(checkout(ws, version.ref, tmp_path / "out"), ft)
     # with a tolerance wide enough, the same request is accepted
     wide = add(ws, "line2-wide", source=ft, parents=["line2@1"], lossy=lossy_request(tolerance=1.0))
     assert wide.extra["lossy"]["accepted"] and ws.manifest(wide.ref).approximate
@@ -171,7 +162,7 @@ def test_no_applicable_test_means_lossless(ws, models, tmp_path) -> None:  # typ
     assert not decision["accepted"] and decision["tests"] == []
     assert "no test applies" in decision["reason"]
     assert not ws.manifest(orphan.ref).approximate
-    assert same_files(checkout(ws, orphan.ref, tmp_path / "out"), ft)
+    assert same_model_files(checkout(ws, orphan.ref, tmp_path / "out"), ft)
     # an opt-out hides the inherited test from the guard, as from `lineage test`
     add(ws, "quiet", source=checkout(ws, "base@1", tmp_path / "b"), parents=["base@1"])
     disable_test(ws, "quiet", "acc")

@@ -48,17 +48,36 @@ def stats_command(
         "total", _mb(report.logical_bytes), _mb(report.stored_bytes), f"{report.ratio:.2f}x", ""
     )
     console.print(table)
+    if report.temp_files:
+        console.print(
+            f"{report.temp_files} leftover temp file(s) of killed writers, "
+            f"{_mb(report.temp_bytes)} (`lineage store gc` removes those over an hour old)"
+        )
 
 
 @store_app.command("verify")
 def verify_command(
     ctx: typer.Context,
     refs: list[str] = typer.Argument(None, help="Only these versions (default: all)."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Rewrite damaged objects from good bytes found in --from."
+    ),
+    sources: list[str] = typer.Option(
+        [],
+        "--from",
+        metavar="DIR|STORE",
+        help="With --repair: a folder of model files, or another store (repeatable).",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Re-hash every object; report missing or corrupt ones by version (exit 8 if any)."""
     from lineage.ops.storage import store_verify
 
+    if repair:
+        _repair(ctx, refs, sources, json_out)
+        return
+    if sources:
+        raise StoreError("--from only applies with --repair")
     report = store_verify(workspace_from(ctx), refs or None)
     if json_out:
         print_json(report.to_dict())
@@ -70,6 +89,27 @@ def verify_command(
     if not report.ok:
         problems = report.problems()
         raise StoreError(f"{len(problems)} problem(s) found; first: {problems[0]}")
+
+
+def _repair(ctx: typer.Context, refs: list[str], sources: list[str], json_out: bool) -> None:
+    from lineage.ops.storage import store_repair
+
+    report = store_repair(workspace_from(ctx), sources, refs or None)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        say(
+            f"{len(report.damaged_objects)} damaged object(s), "
+            f"{len(report.repaired_objects)} repaired; {len(report.damaged_manifests)} "
+            f"damaged manifest(s), {len(report.repaired_manifests)} repaired"
+        )
+        for line in report.unrepairable:
+            say(f"unrepairable: {line}", style="red")
+    if not report.ok:
+        raise StoreError(
+            f"{len(report.unrepairable)} problem(s) left after repair; first: "
+            f"{report.unrepairable[0]}"
+        )
 
 
 @store_app.command("gc")
@@ -88,7 +128,9 @@ def gc_command(
     verb = "would remove" if dry_run else "removed"
     say(
         f"{verb} {len(report.removed_objects)} object(s), {_mb(report.removed_bytes)}; "
-        f"{report.live_objects} live, {report.kept_young} recent kept"
+        f"{report.live_objects} live, {report.kept_young} recent kept; "
+        f"{verb} {len(report.removed_temp_files)} of {report.temp_files} leftover temp "
+        f"file(s), {_mb(report.removed_temp_bytes)}"
     )
 
 

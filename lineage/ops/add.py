@@ -152,7 +152,7 @@ def _create_version(
     lossy: LossyRequest | None,
     previous: VersionInfo | None = None,
 ) -> VersionInfo:
-    from lineage.store.scan import list_files
+    from lineage.store.sources import check_weights_source
 
     if kind is not None:
         check_kind(kind)
@@ -164,7 +164,7 @@ def _create_version(
             raise CycleError(f"model {name!r} cannot be its own parent")
     if parent_refs and kind is None:
         kind = "merge" if len(parent_refs) > 1 else "other"
-    list_files(source)  # no weights, a pickle, a missing path: refused before any write
+    check_weights_source(source)  # no weights, pickles, links: refused before any write
     parent_versions = [workspace.resolve(ref) for ref in parent_refs]
     for parent in parent_versions:
         if parent.model == name:
@@ -217,28 +217,20 @@ def delta_bases(
     parents: Sequence[VersionInfo],
     previous: VersionInfo | None,
 ) -> list[Manifest]:
-    """The manifests a new version's tensors may be stored as deltas against, best
-    first: its derivation parents, the previous version of its own model, and — for a
-    version with neither — the stored versions it most resembles (what `--parent auto`
-    would suggest). Per tensor the store keeps whichever encoding is smallest."""
-    chosen: list[VersionInfo] = list(parents)
-    if previous is not None:
-        chosen.append(previous)
-    if not chosen:
-        from lineage.ops.storage import LIKELY_PARENT_SCORE, likely_parents
+    """The manifests a new version may be stored as deltas against (the rule is the
+    store's, `lineage.store.bases`): the previous version of its model, its derivation
+    parents, and the stored versions its weights most resemble (each model's latest,
+    what `--parent auto` would suggest). Per tensor the smallest encoding wins."""
+    from lineage.store.bases import delta_bases as store_delta_bases
 
-        chosen = [
-            workspace.resolve(ref)
-            for ref, score in likely_parents(workspace, source)[:2]
-            if score >= LIKELY_PARENT_SCORE
-        ]
-    seen: set[str] = set()
-    manifests = []
-    for version in chosen:
-        if version.manifest_id not in seen:
-            seen.add(version.manifest_id)
-            manifests.append(workspace.store.get_manifest(version.manifest_id))
-    return manifests
+    others = {v.ref: v.manifest_id for v in workspace.search(latest_only=True)}
+    return store_delta_bases(
+        workspace.store,
+        source,
+        previous=previous.manifest_id if previous is not None else None,
+        parents=[p.manifest_id for p in parents],
+        others=others,
+    )
 
 
 def _ingest(

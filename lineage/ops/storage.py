@@ -13,6 +13,7 @@ from lineage.errors import UsageError
 
 if TYPE_CHECKING:
     from lineage.store import DiffReport, GcReport, StatsReport, VerifyReport
+    from lineage.store.repair import RepairReport
     from lineage.workspace import Workspace
 
 
@@ -33,6 +34,17 @@ def store_verify(workspace: Workspace, refs: list[str] | None = None) -> VerifyR
     from lineage.store import verify
 
     return verify(workspace.store, version_manifests(workspace, refs))
+
+
+def store_repair(
+    workspace: Workspace, sources: list[str], refs: list[str] | None = None
+) -> RepairReport:
+    """Rewrite damaged objects from good bytes found by hash in `sources` (folders of
+    model files, or other stores); the report says what stays unrepairable."""
+    from lineage.store.repair import open_repair_source, repair
+
+    opened = [open_repair_source(text) for text in sources]
+    return repair(workspace.store, version_manifests(workspace, refs), opened)
 
 
 def store_gc(workspace: Workspace, *, dry_run: bool = False, **options: Any) -> GcReport:

@@ -7,8 +7,8 @@ to this dtype), then codes the residual, chunk by chunk, with byte planes + zstd
 - ``xor``: bits XOR predicted bits. Small weight changes leave sign and exponent equal,
   so the high planes are almost all zero.
 - ``sub``: zigzag(bits - predicted bits), as integers. Better than XOR when a small change
-  carries across a mantissa byte boundary; ingest only picks it when a sample says it is
-  clearly smaller, because XOR decodes in a single pass.
+  carries across a mantissa byte boundary (most fine-tune updates); ingest picks
+  whichever a sample says is smaller.
 - ``mxor``: XOR, plus a bit mask of the elements that are exactly zero (bits all 0) while
   the prediction is not, whose residual is then stored as zero. A pruned copy of a parent
   is all-zero residual plus a mask of N/8 bytes instead of the parent's bits.
@@ -21,11 +21,13 @@ parent without any recipe: the residual is all zero when the cast is the same as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lineage.store import planes
 from lineage.store.dtypes import FLOATS, cast_bits, from_float, itemsize, to_float64
+from lineage.store.objects import Part
 
 LOSSLESS = ("xor", "sub", "mxor")
 
@@ -53,15 +55,15 @@ def can_predict(base_dtype: str, dtype: str) -> bool:
 
 def encode_lossless(
     enc: str, cur: np.ndarray, pred: np.ndarray | None
-) -> tuple[list[list], list[bytes]]:
+) -> tuple[list[list[Any]], list[Part]]:
     """Code `cur` (bits) as chunk tables + payload parts.
 
     For ``mxor`` the chunk list starts with the mask: ``["mask", chunks]``, whose parts
     (the packed bits, coded as one uint8 plane per chunk) come first in the payload.
     """
     step = planes.chunk_elements(cur.itemsize)
-    chunks: list[list] = []
-    parts: list[bytes] = []
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
     if enc == "mxor" and pred is not None:
         mask_chunks, mask_parts = _code_bytes(planes.mask_bits(cur, pred))
         chunks.append(["mask", mask_chunks])
@@ -79,11 +81,11 @@ def encode_lossless(
     return chunks, parts
 
 
-def _code_bytes(data: np.ndarray) -> tuple[list[list], list[bytes]]:
+def _code_bytes(data: np.ndarray) -> tuple[list[list[Any]], list[Part]]:
     """Chunk tables + parts of a uint8 array (one plane per chunk)."""
     step = planes.CHUNK_BYTES
-    chunks: list[list] = []
-    parts: list[bytes] = []
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
     for start in range(0, data.size, step):
         stop = min(start + step, data.size)
         table, chunk_parts = planes.encode_chunk(data[start:stop])
@@ -92,7 +94,7 @@ def _code_bytes(data: np.ndarray) -> tuple[list[list], list[bytes]]:
     return chunks, parts
 
 
-def _decode_bytes(chunks: list[list], payload: memoryview, out: np.ndarray) -> int:
+def _decode_bytes(chunks: list[list[Any]], payload: memoryview, out: np.ndarray) -> int:
     """Decode `_code_bytes` output into `out` (uint8); returns payload bytes consumed."""
     pos = 0
     start = 0
@@ -108,7 +110,7 @@ def _decode_bytes(chunks: list[list], payload: memoryview, out: np.ndarray) -> i
 
 def decode_chunks(
     enc: str,
-    chunks: list[list],
+    chunks: list[list[Any]],
     payload: memoryview,
     out: np.ndarray,
     pred: np.ndarray | None,
@@ -156,29 +158,34 @@ def dequantize(q: np.ndarray, pred: np.ndarray | None, step: float, dtype: str) 
 
 def encode_lossy(
     cur: np.ndarray, pred: np.ndarray | None, dtype: str, step: float
-) -> tuple[list[list], list[bytes], np.ndarray] | None:
-    """Quantize `cur - pred` to multiples of `step`; returns chunks, parts, decoded bits.
+) -> tuple[list[list[Any]], list[Part], np.ndarray, float] | None:
+    """Quantize `cur - pred` to multiples of `step`; returns chunks, parts, decoded bits
+    and the largest absolute error.
 
-    None when the quantized integers would not fit in int32 (step far too small).
+    Chunk by chunk, so the float64 temporaries stay a few MB whatever the tensor's
+    size. None when the quantized integers would not fit in int32 (step far too small).
     """
-    values = to_float64(cur, dtype)
-    base = None if pred is None else to_float64(pred, dtype)
-    residual = values if base is None else values - base
-    q = np.rint(residual / step)
-    if q.size and (not np.isfinite(q).all() or np.abs(q).max() >= 2**30):
-        return None
-    q32 = q.astype(np.int32)
-    decoded = dequantize(q32, pred, step, dtype)
-    zz = planes.zigzag(q32.view(np.uint32))
     per = planes.chunk_elements(4)
-    chunks: list[list] = []
-    parts: list[bytes] = []
-    for start in range(0, zz.size, per):
-        stop = min(start + per, zz.size)
-        table, chunk_parts = planes.encode_chunk(np.ascontiguousarray(zz[start:stop]))
+    decoded = np.empty_like(cur)
+    chunks: list[list[Any]] = []
+    parts: list[Part] = []
+    worst = 0.0
+    for start in range(0, cur.size, per):
+        stop = min(start + per, cur.size)
+        values = to_float64(cur[start:stop], dtype)
+        base = None if pred is None else pred[start:stop]
+        residual = values if base is None else values - to_float64(base, dtype)
+        q = np.rint(residual / step)
+        if not np.isfinite(q).all() or np.abs(q).max() >= 2**30:
+            return None
+        q32 = q.astype(np.int32)
+        decoded[start:stop] = dequantize(q32, base, step, dtype)
+        error = np.abs(to_float64(decoded[start:stop], dtype) - values)
+        worst = max(worst, float(error.max()))
+        table, chunk_parts = planes.encode_chunk(planes.zigzag(q32.view(np.uint32)))
         chunks.append([stop - start, table])
         parts.extend(chunk_parts)
-    return chunks, parts, decoded
+    return chunks, parts, decoded, worst
 
 
 SAMPLE_WINDOW = 2048
@@ -189,6 +196,25 @@ def sample_windows(n: int, window: int = SAMPLE_WINDOW) -> list[slice]:
     if n <= 3 * window:
         return [slice(0, n)]
     return [slice(s, s + window) for s in (0, n // 2 - window // 2, n - window)]
+
+
+def sample_picks(n: int, itemsize: int, window: int = SAMPLE_WINDOW) -> list[slice]:
+    """Where ingest samples a tensor of `n` elements to compare encodings and bases.
+
+    Start, middle and end of a tensor of three chunks or more, each window at a chunk
+    start; the first three windows' worth of a smaller one. Either way a stored
+    candidate base is scored by decoding a few thousand elements at the start of a
+    chunk (see `lineage.store.windows`), never the whole tensor: zstd decodes a plane
+    from its start, so a window deep inside a chunk would cost the whole chunk.
+    """
+    if n <= 3 * window:
+        return [slice(0, n)]
+    per = planes.chunk_elements(itemsize)
+    last = (n - 1) // per
+    if last < 2:
+        return [slice(0, 3 * window)]
+    starts = [0, (last // 2) * per, last * per]
+    return [slice(s, min(s + window, n)) for s in starts]
 
 
 def sample_cost(enc: str, cur: np.ndarray, pred: np.ndarray | None) -> int:

@@ -1,14 +1,18 @@
 """`diff_manifests`: what changed between two versions, tensor by tensor.
 
 Tensors with the same object id are identical without reading a byte; only changed
-tensors are decoded, to measure the relative L2 change ``|b - a| / |a|`` and the largest
-absolute change. Tensors are matched by name, then by name without wrapper prefixes.
-JSON config files that differ are compared key by key.
+tensors are decoded, a pair per thread at a time, to measure the relative L2 change
+``|b - a| / |a|`` and the largest absolute change (in float64, a chunk at a time, so
+memory stays at the two decoded tensors whatever the model's size). Tensors are
+matched by name, then by name without wrapper prefixes. JSON config files that differ
+are compared key by key.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,7 +56,8 @@ class DiffReport:
 
 
 def _tensor_map(manifest: Manifest) -> dict[str, TensorEntry]:
-    return {t.name: t for _, t in manifest.tensors()}
+    # pieces of large side files are not tensors: such a file is compared as a file
+    return {t.name: t for f, t in manifest.tensors() if f.kind == "safetensors"}
 
 
 def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
@@ -61,6 +66,7 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
     ta, tb = _tensor_map(a), _tensor_map(b)
     norm_a = {normalize(n): n for n in ta}
     matched_a: set[str] = set()
+    pairs: list[tuple[TensorEntry, TensorEntry]] = []
     for name, tensor in tb.items():
         a_name = name if name in ta else norm_a.get(normalize(name))
         if a_name is None or a_name in matched_a:
@@ -71,7 +77,10 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
         if old.object == tensor.object and old.dtype == tensor.dtype and old.shape == tensor.shape:
             report.identical.append(name)
         else:
-            report.changed.append(_measure(store, old, tensor))
+            pairs.append((old, tensor))
+    # one pair per thread at a time: memory stays at a few decoded tensors
+    with ThreadPoolExecutor(max_workers=store.workers or os.cpu_count() or 2) as pool:
+        report.changed = list(pool.map(lambda pair: _measure(store, *pair), pairs))
     report.removed = sorted(set(ta) - matched_a)
     fa = {f.path: f for f in a.files}
     fb = {f.path: f for f in b.files}
@@ -87,16 +96,23 @@ def diff_manifests(store: ObjectStore, a: Manifest, b: Manifest) -> DiffReport:
     return report
 
 
-def _file_key(f: FileEntry) -> tuple:
+def _file_key(f: FileEntry) -> tuple[object, ...]:
     return (f.size, f.object, f.header_object, tuple(t.object for t in f.tensors))
 
 
-def _values(store: ObjectStore, t: TensorEntry) -> np.ndarray:
-    raw = read_bytes(store, t.object).view(uint_type(itemsize(t.dtype)))
-    if t.dtype in FLOATS:
-        return to_float64(raw, t.dtype)
-    signed = {"I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}.get(t.dtype)
-    return (raw.view(signed) if signed else raw).astype(np.float64)
+#: elements converted to float64 at a time.
+DIFF_STEP = 1 << 20
+
+
+def _bits(store: ObjectStore, t: TensorEntry) -> np.ndarray:
+    return read_bytes(store, t.object, t.nbytes).view(uint_type(itemsize(t.dtype)))
+
+
+def _as_float64(bits: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype in FLOATS:
+        return to_float64(bits, dtype)
+    signed = {"I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}.get(dtype)
+    return (bits.view(signed) if signed else bits).astype(np.float64)
 
 
 def _measure(store: ObjectStore, old: TensorEntry, new: TensorEntry) -> TensorChange:
@@ -104,15 +120,20 @@ def _measure(store: ObjectStore, old: TensorEntry, new: TensorEntry) -> TensorCh
     if old.shape != new.shape or not (old.stored and new.stored):
         return change
     try:
-        va, vb = _values(store, old), _values(store, new)
+        ba, bb = _bits(store, old), _bits(store, new)
     except LineageError:
         return change
-    delta = vb - va
-    norm = float(np.linalg.norm(va))
-    change.relative_l2 = (
-        float(np.linalg.norm(delta)) / norm if norm else float(np.linalg.norm(delta))
-    )
-    change.max_abs = float(np.max(np.abs(delta))) if delta.size else 0.0
+    norm_sq = delta_sq = 0.0
+    max_abs = 0.0
+    for start in range(0, ba.size, DIFF_STEP):
+        va = _as_float64(ba[start : start + DIFF_STEP], old.dtype)
+        delta = _as_float64(bb[start : start + DIFF_STEP], new.dtype) - va
+        norm_sq += float(np.dot(va, va))
+        delta_sq += float(np.dot(delta, delta))
+        max_abs = max(max_abs, float(np.max(np.abs(delta))))
+    norm, delta_norm = float(np.sqrt(norm_sq)), float(np.sqrt(delta_sq))
+    change.relative_l2 = delta_norm / norm if norm else delta_norm
+    change.max_abs = max_abs
     return change
 
 
@@ -127,9 +148,9 @@ def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
 
 def _json_diff(store: ObjectStore, a: FileEntry, b: FileEntry) -> list[dict[str, Any]] | None:
     try:
-        da = _flatten(json.loads(bytes(read_bytes(store, a.object or ""))))
-        db = _flatten(json.loads(bytes(read_bytes(store, b.object or ""))))
-    except (LineageError, ValueError):
+        da = _flatten(json.loads(bytes(read_bytes(store, a.object or "", a.size))))
+        db = _flatten(json.loads(bytes(read_bytes(store, b.object or "", b.size))))
+    except (LineageError, ValueError, RecursionError):
         return None
     return [
         {"key": key, "a": da.get(key), "b": db.get(key)}

@@ -7,14 +7,16 @@ exactly. Only the cast and lossy encodings need real float semantics.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lineage.errors import WeightsError
 
 try:  # the store's C kernels: float32 -> float16/bfloat16 several times faster than numpy
-    from lineage.store import _planes as _kernels
+    import lineage.store._planes as _kernels
 except ImportError:
-    _kernels = None
+    _kernels = None  # type: ignore[assignment]
 
 #: element size in bytes for every dtype name safetensors writes that we accept.
 ITEMSIZE: dict[str, int] = {
@@ -38,8 +40,13 @@ ITEMSIZE: dict[str, int] = {
 #: dtypes whose values the cast and lossy encodings may compute with.
 FLOATS = frozenset({"F16", "BF16", "F32", "F64"})
 
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_INT = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+_UINT: dict[int, type[np.unsignedinteger[Any]]] = {
+    1: np.uint8,
+    2: np.uint16,
+    4: np.uint32,
+    8: np.uint64,
+}
+_INT: dict[int, type[np.signedinteger[Any]]] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 
 def itemsize(dtype: str) -> int:

@@ -5,6 +5,9 @@ Safe against a concurrent ingest in three ways: gc holds the store's lock exclus
 deleted (an ingest touches every object it re-uses), and every manifest younger than the
 grace period counts as live (one just stored, whose version row is not yet in the DB).
 Liveness follows delta bases: an object is live if a live object is a delta against it.
+
+Writers killed mid-write leave temp files; gc reports them and removes those older than
+the grace period (a younger one may belong to a writer that is still running).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class GcReport:
     removed_manifests: list[str] = field(default_factory=list)
     kept_young: int = 0  # unreferenced but inside the grace period
     missing_manifests: list[str] = field(default_factory=list)
+    temp_files: int = 0  # leftovers of killed writers found
+    temp_bytes: int = 0
+    removed_temp_files: list[str] = field(default_factory=list)
+    removed_temp_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -93,6 +100,12 @@ def gc(
                 report.removed_manifests.append(m.key)
                 if not dry_run:
                     store.delete_manifest(m.key)
+        leftovers = store.temp_files()
+        report.temp_files = len(leftovers)
+        report.temp_bytes = sum(e.size for e in leftovers)
+        stale = [e for e in leftovers if e.mtime < now - grace_seconds]
         if not dry_run:
-            store.remove_stale_temp(now - grace_seconds)
+            stale = store.remove_stale_temp(now - grace_seconds)
+        report.removed_temp_files = [e.key for e in stale]
+        report.removed_temp_bytes = sum(e.size for e in stale)
     return report

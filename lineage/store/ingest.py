@@ -1,33 +1,50 @@
 """`ingest`: turn a model directory into stored objects and a `Manifest`.
 
-Every file is validated before anything is written, so bad input leaves the store as it
-was. Tensors are then hashed and encoded in parallel threads straight from a read-only
-mmap of each file (hashlib, numpy and zstandard release the GIL; nothing is copied into
-memory but what one tensor's encoding needs). For each tensor, in order:
+Every file is listed and validated before anything is written (see `sources`: no
+links, no special files, no pickles, well-formed safetensors headers), so bad input
+leaves the store as it was. Then, file by file (shard by shard), each tensor is read
+with ``pread`` into a private, recycled buffer, hashed as it is read, and encoded from
+that same buffer in worker threads (hashing, numpy, zstandard and the C kernels release
+the GIL). What is stored therefore always decodes to what was hashed, even if the
+source is rewritten meanwhile; a source that changes or shrinks while it is read is a
+`WeightsError`, never a SIGBUS or a silently unreadable version.
 
-1. exact dedup: an object with the same content hash is already stored;
+Memory stays flat as models grow: tensors are admitted by a byte budget (half the
+store's `memory_bytes`), so at most a few tensors are in flight whatever the model's
+size, and nothing maps whole files. A large side file (not safetensors) is stored the
+same way, in pieces of `SIDE_FILE_PIECE` bytes (a ``chunked`` file entry), so it is
+never held whole either.
+
+For each tensor, in order:
+
+1. exact dedup: an object with the same content hash is already stored; it is decoded
+   from the backend and verified first (once per ingest), and rewritten from our bytes
+   if damaged;
 2. a delta against a candidate base (see `matching`): XOR, XOR with a zero mask (pruned
-   tensors), or zigzag integer difference when a sample says it is clearly smaller, or
-   plain coding when that is smaller still. Sampling looks at three small windows and
-   scores other layers' tensors only when no by-name base codes well;
+   tensors), or zigzag integer difference when a sample says it is smaller, or plain
+   coding when that is smaller still. Each candidate is scored on three small windows of
+   the tensor (read from byte ranges of the candidate, see `windows`); other layers'
+   tensors of the same role only when no by-name base codes well. The winner is
+   decoded in full and verified before anything is coded against it;
 3. with `lossy`, a quantized delta with a stated error bound instead.
 
-Objects are written temp → fsync → rename and the store is flushed before `ingest`
-returns, so a manifest stored afterwards never names a missing object. The store's
-shared lock is held throughout, and re-used objects get a fresh mtime, so a concurrent
-`gc` (exclusive lock + grace period) cannot delete what this ingest relies on.
+Objects are written to temp files and made durable before `ingest` returns, so a
+manifest stored afterwards never names a missing object. The store's shared lock is
+held throughout, and re-used objects get a fresh mtime, so a concurrent `gc` (exclusive
+lock + grace period) cannot delete what this ingest relies on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
-import mmap
 import os
 import shutil
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,15 +53,17 @@ from typing import Any
 
 import numpy as np
 
-from lineage.errors import WeightsError
-from lineage.store import codec, objects, sketch
+from lineage.errors import LineageError, WeightsError
+from lineage.store import codec, objects, planes, sketch
 from lineage.store.backend import ObjectStore
-from lineage.store.dtypes import FLOATS, itemsize, to_float64, uint_type
+from lineage.store.buffers import ByteBudget
+from lineage.store.dtypes import FLOATS, cast_bits, itemsize, to_float64, uint_type
 from lineage.store.manifest import FileEntry, Manifest, TensorEntry
 from lineage.store.matching import BaseIndex, Candidate
 from lineage.store.reader import read_bytes
 from lineage.store.safetensors_format import SafetensorsLayout, TensorSlot, read_layout
-from lineage.store.scan import list_files
+from lineage.store.sources import OpenSource, SourceFile, list_files
+from lineage.store.windows import read_windows
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +72,19 @@ Progress = Callable[[int, int], None]
 #: plain coding only beats a delta that codes above this fraction of the raw size; a
 #: by-name base doing worse than this makes us also try the same role in other layers.
 PLAIN_WORTH_TRYING = 0.6
-#: zigzag `sub` is taken over XOR only when its sample codes below this fraction of XOR's.
-SUB_MARGIN = 0.92
+#: zigzag `sub` is taken over XOR when its sample codes below this fraction of XOR's
+#: (the C kernels decode both in one pass, so only a tie goes to XOR).
+SUB_MARGIN = 0.99
 #: the zero-mask XOR (`mxor`) is tried when more of the sample than this is exactly zero.
 MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
 SMALL_TENSOR = 4096
+#: a tensor is read (and hashed) in steps of this many bytes, each hashed while it is
+#: still in the CPU cache from the read.
+READ_STEP = 1 << 20
+#: side files (config, tokenizer) up to this size are one object; larger ones are stored
+#: in pieces of this size, streamed like tensors (and delta-coded piece by piece).
+SIDE_FILE_PIECE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -81,10 +107,16 @@ class LossyOptions:
 
 @dataclass
 class _Source:
-    rel: str
-    path: Path
-    size: int
+    file: SourceFile
     layout: SafetensorsLayout | None
+
+    @property
+    def rel(self) -> str:
+        return self.file.rel
+
+    @property
+    def size(self) -> int:
+        return self.file.size
 
 
 @dataclass
@@ -115,9 +147,11 @@ def ingest(
 
     Args:
         store: where objects go.
-        src: a Hugging Face / PEFT directory, or a single safetensors file.
-        parents: manifests to take deltas against, best first (direct parents, then
-            other ancestors).
+        src: a Hugging Face / PEFT directory (sharded checkpoints included), or a single
+            safetensors file.
+        parents: candidate delta bases, best first: the derivation parents, the previous
+            version of the same model, similar versions. Per tensor, the candidate
+            whose delta codes smallest wins (or plain coding, when smaller still).
         progress: called as ``progress(done_bytes, total_bytes)``.
         rematerialize: for versions made by a deterministic recipe: called with an empty
             temp dir to re-make the version there. If the result is byte-identical to
@@ -127,7 +161,8 @@ def ingest(
         derivation_spec: the opaque spec stored for a derivable version.
 
     Raises:
-        WeightsError: missing path, pickle checkpoint, malformed safetensors.
+        WeightsError: missing path, link or special file, pickle checkpoint, malformed
+            safetensors, a source that changed while it was read.
 
     Example:
         >>> m = ingest(store, Path("my-model"), parents=[store.get_manifest(pid)])  # doctest: +SKIP
@@ -137,7 +172,7 @@ def ingest(
     sources = _plan(src)
     total = sum(s.size for s in sources)
     with store.lock(exclusive=False), _cyclic_gc_paused():
-        if rematerialize is not None and _remade_identically(sources, rematerialize):
+        if rematerialize is not None and _remade_identically(store, sources, rematerialize):
             manifest = _store(store, sources, BaseIndex(store, []), None, total, progress, False)
             manifest.derivation = dict(derivation_spec or {})
         else:
@@ -179,22 +214,38 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _plan(src: Path) -> list[_Source]:
     """Every file with its validated layout, before anything is written."""
     out = []
-    for rel, path in list_files(src):
-        size = path.stat().st_size
-        layout = read_layout(path) if rel.endswith(".safetensors") else None
-        out.append(_Source(rel, path, size, layout))
+    for file in list_files(src):
+        layout = None
+        if file.rel.endswith(".safetensors"):
+            with OpenSource(file) as f:
+                layout = read_layout(f)
+        elif file.size > SIDE_FILE_PIECE:
+            layout = _pieces(file.size)
+        out.append(_Source(file, layout))
     return out
 
 
-def _remade_identically(sources: list[_Source], rematerialize: Callable[[Path], None]) -> bool:
+def _pieces(size: int) -> SafetensorsLayout:
+    """A large side file as a header-less run of byte "tensors" (a ``chunked`` entry)."""
+    slots = [
+        TensorSlot(f"bytes@{start}", "U8", (min(SIDE_FILE_PIECE, size - start),), start, end)
+        for start in range(0, size, SIDE_FILE_PIECE)
+        for end in [min(start + SIDE_FILE_PIECE, size)]
+    ]
+    return SafetensorsLayout(header=b"", tensors=slots, metadata={})
+
+
+def _remade_identically(
+    store: ObjectStore, sources: list[_Source], rematerialize: Callable[[Path], None]
+) -> bool:
     """Run the recipe into a temp dir; True if it re-made exactly the same files."""
     tmp = Path(tempfile.mkdtemp(prefix="lineage-remake-"))
     try:
         rematerialize(tmp)
         remade = list_files(tmp)
-        if [rel for rel, _ in remade] != [s.rel for s in sources]:
+        if [f.rel for f in remade] != [s.rel for s in sources]:
             return False
-        return all(_same_bytes(s.path, path) for s, (_, path) in zip(sources, remade, strict=True))
+        return all(_same_bytes(store, s.file, f) for s, f in zip(sources, remade, strict=True))
     except Exception as exc:  # a failing recipe only means: store the bytes instead
         log.warning("re-materialization failed, storing bytes instead: %s", exc)
         return False
@@ -202,17 +253,23 @@ def _remade_identically(sources: list[_Source], rematerialize: Callable[[Path], 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
+def _same_bytes(store: ObjectStore, a: SourceFile, b: SourceFile) -> bool:
+    if a.size != b.size:
         return False
-    block = 16 << 20
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            xa, xb = fa.read(block), fb.read(block)
-            if xa != xb:
+    step = 16 << 20
+    with (
+        OpenSource(a) as fa,
+        OpenSource(b) as fb,
+        store.buffers.borrow(min(step, a.size)) as xa,
+        store.buffers.borrow(min(step, a.size)) as xb,
+    ):
+        for pos in range(0, a.size, step):
+            n = min(step, a.size - pos)
+            fa.pread_into(xa[:n], pos)
+            fb.pread_into(xb[:n], pos)
+            if xa[:n] != xb[:n]:
                 return False
-            if not xa:
-                return True
+    return True
 
 
 def _store(
@@ -226,64 +283,84 @@ def _store(
 ) -> Manifest:
     """Hash (and, if `keep_tensors`, store) every file; returns the manifest."""
     encoder = _TensorEncoder(store, index, lossy, keep_tensors)
+    budget = ByteBudget(store.memory_bytes // 2)
+    failures: list[BaseException] = []
     done = 0
     files: list[FileEntry] = []
     tokens: list[np.ndarray] = []
     tally = _Tally()
-    maps: list[mmap.mmap] = []
     workers = store.workers or os.cpu_count() or 2
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            pending: list[tuple[FileEntry, list[Future[_Outcome]]]] = []
-            jobs: list[tuple[int, TensorSlot, memoryview, _Source, list[Future[_Outcome]]]] = []
+    # (file entry, its open source, one slot per tensor in data order) in file order
+    in_flight: deque[tuple[FileEntry, OpenSource, list[Future[_Outcome] | None]]] = deque()
+
+    def collect(block: bool) -> None:
+        """Take the finished files off the front of the queue (in order)."""
+        nonlocal done
+        while in_flight:
+            entry, handle, futures = in_flight[0]
+            if not block and not all(f is not None and f.done() for f in futures):
+                return
+            for future in futures:
+                assert future is not None
+                outcome = future.result()
+                entry.tensors.append(outcome.entry)
+                tokens.append(outcome.tokens)
+                if outcome.approximate:
+                    tally.approximate += 1
+                    tally.errors.append(outcome.error)
+                done += outcome.entry.nbytes
+            handle.check_unchanged()
+            handle.close()
+            in_flight.popleft()
+            done += source_overhead(entry)
+            if progress:
+                progress(done, total)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        try:
             for source in sources:
                 if source.layout is None:
-                    files.append(_store_blob(store, source))
+                    files.append(encoder.store_blob(source.file))
                     done += source.size
                     if progress:
                         progress(done, total)
                     continue
-                entry = FileEntry(source.rel, source.size, "safetensors")
-                entry.header_object = _put_blob(store, source.layout.header)
-                futures: list[Future[_Outcome]] = []
-                if source.layout.tensors and source.layout.tensors[-1].end > 0:
-                    with source.path.open("rb") as f:
-                        mm = _map_for_reading(f.fileno())
-                    maps.append(mm)
-                    view = memoryview(mm)[source.layout.data_start :]
-                else:
-                    view = memoryview(b"")
-                for slot in source.layout.tensors:
-                    jobs.append((slot.nbytes, slot, view[slot.begin : slot.end], source, futures))
-                pending.append((entry, futures))
+                kind = "safetensors" if source.rel.endswith(".safetensors") else "chunked"
+                entry = FileEntry(source.rel, source.size, kind)
+                entry.header_object = encoder.put_blob(source.layout.header)
                 files.append(entry)
-            # biggest first, so one large embedding overlaps with many small tensors
-            order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0])
-            placed: dict[int, Future[_Outcome]] = {}
-            for i in order:
-                _, slot, data, source, _ = jobs[i]
-                placed[i] = pool.submit(encoder.encode, slot, data, source.rel)
-            for i, (_, _, _, _, futures) in enumerate(jobs):
-                futures.append(placed[i])
-            for entry, futures in pending:
-                for future in futures:
-                    outcome = future.result()
-                    entry.tensors.append(outcome.entry)
-                    tokens.append(outcome.tokens)
-                    if outcome.approximate:
-                        tally.approximate += 1
-                        tally.errors.append(outcome.error)
-                    done += outcome.entry.nbytes
-                    if progress:
-                        progress(done, total)
-                done += source_overhead(entry)
-            if progress:
-                progress(total, total)
-    finally:
-        for mm in maps:
-            # a view may still be referenced by an exception traceback; the GC closes it then
-            with contextlib.suppress(BufferError):
-                mm.close()
+                handle = OpenSource(source.file)
+                slots = source.layout.tensors
+                futures: list[Future[_Outcome] | None] = [None] * len(slots)
+                in_flight.append((entry, handle, futures))
+                start = source.layout.data_start
+                # biggest first, so one large embedding overlaps with many small tensors
+                for i in sorted(range(len(slots)), key=lambda i: -slots[i].nbytes):
+                    slot = slots[i]
+                    amount = budget.take(encoder.footprint(slot))
+                    if failures:
+                        budget.give(amount)
+                        raise failures[0]
+                    submitted = pool.submit(encoder.encode, slot, handle, start, source.rel)
+                    submitted.add_done_callback(
+                        functools.partial(
+                            _finished, amount=amount, budget=budget, failures=failures
+                        )
+                    )
+                    futures[i] = submitted
+                    collect(block=False)
+            collect(block=True)
+        except BaseException:
+            for _, _, pending in in_flight:
+                for queued in pending:
+                    if queued is not None:
+                        queued.cancel()
+            pool.shutdown(wait=True)
+            for _, handle, _ in in_flight:
+                handle.close()
+            raise
+    if progress:
+        progress(total, total)
     files.sort(key=lambda f: f.path)
     manifest = Manifest(files=files, sketch=sketch.bottom_k(tokens))
     if lossy is not None:
@@ -296,32 +373,17 @@ def _store(
     return manifest
 
 
-def _map_for_reading(fd: int) -> mmap.mmap:
-    """A read-only map of a whole file with its page tables filled in one call: every
-    byte is read once anyway, and one populate costs far less than a fault per page."""
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    return mmap.mmap(fd, 0, flags=flags, prot=mmap.PROT_READ)
+def _finished(
+    future: Future[_Outcome], amount: int, budget: ByteBudget, failures: list[BaseException]
+) -> None:
+    budget.give(amount)
+    if not future.cancelled() and future.exception() is not None:
+        failures.append(future.exception())  # type: ignore[arg-type]
 
 
 def source_overhead(entry: FileEntry) -> int:
     """Bytes of a safetensors file that are not tensor data (its header)."""
     return entry.size - sum(t.nbytes for t in entry.tensors)
-
-
-def _put_blob(store: ObjectStore, data: bytes | memoryview) -> str:
-    oid = store.object_id(data)
-    if store.has_object(oid):
-        store.refresh_object(oid)
-    else:
-        store.put_object(oid, objects.blob_parts(data))
-    return oid
-
-
-def _store_blob(store: ObjectStore, source: _Source) -> FileEntry:
-    data = source.path.read_bytes()
-    if len(data) != source.size:
-        raise WeightsError(f"{source.path} changed while being read")
-    return FileEntry(source.rel, source.size, "blob", object=_put_blob(store, data))
 
 
 class _TensorEncoder:
@@ -334,46 +396,95 @@ class _TensorEncoder:
         self.index = index
         self.lossy = lossy
         self.keep = keep
+        #: objects this ingest checked or wrote: dedup checks each one once
+        self._verified: set[str] = set()
 
-    def encode(self, slot: TensorSlot, data: memoryview, rel: str) -> _Outcome:
+    def intact(self, oid: str, nbytes: int) -> bool:
+        """Whether a stored object (and its whole delta chain) decodes to its id, read
+        from the backend: dedup never trusts a damaged object, which is rewritten from
+        the source's good bytes instead."""
+        if oid in self._verified:
+            return True
         try:
-            return self._encode(slot, data)
-        except ValueError as exc:  # e.g. the file shrank under the mmap
-            raise WeightsError(f"{rel}: cannot read tensor {slot.name!r}: {exc}") from None
+            read_bytes(self.store, oid, nbytes, fresh=True)
+        except LineageError as exc:
+            log.warning("object %s is damaged (%s): rewriting it from the source", oid, exc)
+            return False
+        self._verified.add(oid)
+        return True
 
-    def _encode(self, slot: TensorSlot, data: memoryview) -> _Outcome:
+    def put_blob(self, data: bytes | memoryview) -> str:
+        """Store a small file's bytes as one object (dedup verified); returns its id."""
         oid = self.store.object_id(data)
-        raw = np.frombuffer(data, dtype=np.uint8)
+        if self.store.has_object(oid) and self.intact(oid, len(data)):
+            self.store.refresh_object(oid)
+        else:
+            self.store.put_object(oid, objects.blob_parts(data))
+            self._verified.add(oid)
+        return oid
+
+    def store_blob(self, source: SourceFile) -> FileEntry:
+        """A side file (config, tokenizer) as one blob object."""
+        with OpenSource(source) as f:
+            data = f.read(0, source.size)
+            f.check_unchanged()
+        return FileEntry(source.rel, source.size, "blob", object=self.put_blob(data))
+
+    @staticmethod
+    def footprint(slot: TensorSlot) -> int:
+        """Memory one tensor's encoding may hold at once: its bytes, a decoded base (or
+        its cast), the coded parts, plus a chunk's temporaries."""
+        return 3 * slot.nbytes + 3 * planes.CHUNK_BYTES
+
+    def encode(self, slot: TensorSlot, source: OpenSource, data_start: int, rel: str) -> _Outcome:
+        raw = self.store.cache.take(slot.nbytes)  # a private copy, in a recycled buffer
+        hasher = self.store.new_hasher()
+        view = raw.data
+        for pos in range(0, slot.nbytes, READ_STEP):
+            piece = view[pos : pos + READ_STEP]
+            source.pread_into(piece, data_start + slot.begin + pos)
+            hasher.update(piece)  # fused with the read: the bytes are still in cache
+        oid = hasher.hexdigest()
+        try:
+            outcome, kept = self._encode(slot, raw, oid)
+        except ValueError as exc:
+            raise WeightsError(f"{rel}: cannot encode tensor {slot.name!r}: {exc}") from None
+        if not kept:
+            self.store.cache.recycle(raw)
+        return outcome
+
+    def _encode(self, slot: TensorSlot, raw: np.ndarray, oid: str) -> tuple[_Outcome, bool]:
+        """The outcome, and whether `raw` was handed to the cache."""
         tokens = sketch.tensor_tokens(slot.name, slot.dtype, raw)
         entry = TensorEntry(slot.name, slot.dtype, list(slot.shape), oid, slot.nbytes, self.keep)
         if not self.keep:
-            return _Outcome(entry, tokens)
+            return _Outcome(entry, tokens), False
         cur = raw.view(uint_type(itemsize(slot.dtype)))
         if self._lossy_applies(slot, cur):
             outcome = self._encode_lossy(slot, cur, entry, tokens)
             if outcome is not None:
-                return outcome
-        if self.store.has_object(oid):
+                return outcome, False
+        if self.store.has_object(oid) and self.intact(oid, slot.nbytes):
             self.store.refresh_object(oid)
-            return _Outcome(entry, tokens)
+            return _Outcome(entry, tokens), False
         enc, base, pred = self._choose(slot, cur)
         chunks, parts = codec.encode_lossless(enc, cur, pred)
         self._put(oid, slot, enc, base, chunks, parts)
-        # a base for the next versions: kept decoded, in a recycled buffer when one fits
-        copy = self.store.cache.take(raw.nbytes)
-        copy[:] = raw
-        self.store.cache.put(oid, copy)
-        return _Outcome(entry, tokens)
+        # a base for the next versions: the buffer is handed to the cache, not copied
+        return _Outcome(entry, tokens), self.store.cache.put(oid, raw)
 
-    def _candidates_pred(self, c: Candidate, dtype: str) -> np.ndarray:
-        base_bits = read_bytes(self.store, c.object_id).view(uint_type(itemsize(c.dtype)))
+    def _full_pred(self, c: Candidate, dtype: str) -> np.ndarray:
+        """A candidate decoded in full and verified, as bits of `dtype`."""
+        base_bits = read_bytes(self.store, c.object_id, c.nbytes, keep=True)
+        base_bits = base_bits.view(uint_type(itemsize(c.dtype)))
         return codec.Prediction(c.object_id, c.dtype, base_bits, 0).for_dtype(dtype)
 
     def _sample_pred(self, c: Candidate, dtype: str, picks: list[slice]) -> np.ndarray:
-        """A candidate's prediction on the sample windows only (no full-size cast)."""
-        base_bits = read_bytes(self.store, c.object_id).view(uint_type(itemsize(c.dtype)))
-        windows = np.concatenate([base_bits[p] for p in picks])
-        return codec.Prediction(c.object_id, c.dtype, windows, 0).for_dtype(dtype)
+        """A candidate's prediction on the sample windows only (read from byte ranges)."""
+        windows = read_windows(self.store, c.object_id, c.nbytes, picks)
+        if c.dtype == dtype:
+            return windows
+        return cast_bits(windows, c.dtype, dtype)
 
     def _choose(
         self, slot: TensorSlot, cur: np.ndarray
@@ -382,16 +493,17 @@ class _TensorEncoder:
 
         Every by-name candidate is scored with XOR (plus the zero mask when the sample
         has zeros); other layers' tensors of the same role only when no by-name base
-        codes well (a distilled student). `sub` is checked on the winner and only taken
-        when clearly smaller, since XOR decodes in one pass.
+        codes well (a distilled student). `sub` is checked on the winner and taken when
+        smaller. A candidate that cannot be read (damaged) is skipped.
         """
         named = self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=False)
         if cur.size < SMALL_TENSOR:
             # a few kB at most: not worth sampling; a by-name base is nearly always best
-            if named:
-                return "xor", named[0], self._candidates_pred(named[0], slot.dtype)
+            for c in named:
+                with contextlib.suppress(LineageError):
+                    return "xor", c, self._full_pred(c, slot.dtype)
             return "plain", None, None
-        picks = codec.sample_windows(cur.size)
+        picks = codec.sample_picks(cur.size, cur.itemsize)
         sample = np.concatenate([cur[p] for p in picks])
         sample_bytes = sample.nbytes
         try_mask = float(np.count_nonzero(sample == 0)) > MASK_WORTH_TRYING * sample.size
@@ -411,7 +523,11 @@ class _TensorEncoder:
                 if c.object_id in tried:
                     continue
                 tried.add(c.object_id)
-                pred = self._sample_pred(c, slot.dtype, picks)
+                try:
+                    pred = self._sample_pred(c, slot.dtype, picks)
+                except LineageError as exc:
+                    log.warning("skipping damaged delta base %s: %s", c.object_id, exc)
+                    continue
                 for enc in ("xor", "mxor") if try_mask else ("xor",):
                     cost = codec.sample_cost(enc, sample, pred)
                     if cost < best_cost:
@@ -426,7 +542,11 @@ class _TensorEncoder:
                 return "plain", None, None
         if best_base is None:
             return "plain", None, None
-        return best_enc, best_base, self._candidates_pred(best_base, slot.dtype)
+        try:
+            return best_enc, best_base, self._full_pred(best_base, slot.dtype)
+        except LineageError as exc:  # its windows read, but the whole does not verify
+            log.warning("skipping damaged delta base %s: %s", best_base.object_id, exc)
+            return "plain", None, None
 
     def _put(
         self,
@@ -434,26 +554,26 @@ class _TensorEncoder:
         slot: TensorSlot,
         enc: str,
         base: Candidate | None,
-        chunks: list[list],
-        parts: list[bytes],
+        chunks: list[list[Any]],
+        parts: list[objects.Part],
         step: float | None = None,
     ) -> None:
-        header: dict[str, Any] = {
-            "kind": "tensor",
-            "dtype": slot.dtype,
-            "n": slot.nbytes,
-            "enc": enc,
-            "depth": 0,
-            "chunks": chunks,
-        }
+        depth = 0
         if base is not None:
-            header["base"] = base.object_id
-            header["base_dtype"] = base.dtype
-            header["depth"] = int(self.store.object_header(base.object_id).get("depth", 0)) + 1
+            depth = int(self.store.object_header(base.object_id).get("depth", 0)) + 1
             self.store.refresh_object(base.object_id)
-        if step is not None:
-            header["step"] = step
+        header = objects.tensor_header(
+            slot.dtype,
+            slot.nbytes,
+            enc,
+            chunks,
+            base=None if base is None else base.object_id,
+            base_dtype=None if base is None else base.dtype,
+            depth=depth,
+            step=step,
+        )
         self.store.put_object(oid, objects.pack(header, parts))
+        self._verified.add(oid)
 
     def _lossy_applies(self, slot: TensorSlot, cur: np.ndarray) -> bool:
         return (
@@ -469,18 +589,20 @@ class _TensorEncoder:
         assert self.lossy is not None
         step = 2.0 * self.lossy.max_abs_error
         candidates = self.index.candidates(slot.name, slot.dtype, slot.shape, with_roles=False)
-        base = candidates[0] if candidates else None
-        pred = None if base is None else self._candidates_pred(base, slot.dtype)
+        base, pred = None, None
+        for c in candidates:
+            with contextlib.suppress(LineageError):
+                base, pred = c, self._full_pred(c, slot.dtype)
+                break
         coded = codec.encode_lossy(cur, pred, slot.dtype, step)
         if coded is None:
             return None
-        chunks, parts, decoded = coded
-        error = float(np.max(np.abs(to_float64(decoded, slot.dtype) - to_float64(cur, slot.dtype))))
+        chunks, parts, decoded, error = coded
         oid = self.store.object_id(decoded)
         approx = TensorEntry(slot.name, slot.dtype, list(slot.shape), oid, slot.nbytes, True)
-        if self.store.has_object(oid):
-            self.store.refresh_object(oid)
-        else:
+        if not (self.store.has_object(oid) and self.intact(oid, slot.nbytes)):
             self._put(oid, slot, "qdelta", base, chunks, parts, step)
             self.store.cache.put(oid, decoded.view(np.uint8))
+        else:
+            self.store.refresh_object(oid)
         return _Outcome(approx, tokens, error, oid != entry.object)

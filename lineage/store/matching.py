@@ -1,11 +1,17 @@
 """Which stored tensors could predict a new tensor: the delta-base candidates.
 
-Candidates come from the parents' manifests, best first: the same name in each parent,
-then the same name once wrapper prefixes are stripped (``bert.encoder...`` vs
-``encoder...``), then the same role in another layer (``layer.4.attention...`` for
-``layer.2.attention...``, what a distilled student was initialised from). Only tensors
-of the same shape, a dtype that can predict ours, that are stored, and whose delta chain
-leaves room for one more link qualify.
+Candidates come from the candidate manifests (derivation parents, the previous version
+of the same model, similar versions), best first: the same name in each, then the same
+name once wrapper prefixes are stripped (``bert.encoder...`` vs ``encoder...``), then
+the same role in another layer (``layer.4.attention...`` for ``layer.2.attention...``,
+what a distilled student was initialised from). Tensors match by name across files, so
+a checkpoint re-sharded differently still finds its bases. Only tensors of the same
+shape, a dtype that can predict ours, and that are stored qualify.
+
+Delta chains stay bounded: a candidate whose chain leaves no room for one more link
+(`ObjectStore.max_chain_depth`) is replaced by the first object down its chain that
+does (the same tensor in an earlier version), so a long run of committed versions keeps
+coding each one as a delta instead of falling back to a full copy.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from lineage.errors import StoreError
 from lineage.store.backend import ObjectStore
 from lineage.store.codec import can_predict
+from lineage.store.dtypes import ITEMSIZE
 from lineage.store.manifest import Manifest
 
 #: leading name components that only say which wrapper class saved the weights.
@@ -46,6 +54,14 @@ class Candidate:
     dtype: str
     shape: tuple[int, ...]
     by_name: bool  # matched by name (True) or only by role in another layer
+
+    @property
+    def nbytes(self) -> int:
+        """Decoded size of the candidate."""
+        count = 1
+        for d in self.shape:
+            count *= d
+        return count * ITEMSIZE[self.dtype]
 
 
 class BaseIndex:
@@ -80,12 +96,31 @@ class BaseIndex:
                 if c.object_id in seen or c.shape != shape or not can_predict(c.dtype, dtype):
                     continue
                 seen.add(c.object_id)
-                if self._usable(c.object_id):
-                    out.append(c)
+                usable = self._within_depth(c)
+                if (
+                    usable is not None
+                    and can_predict(usable.dtype, dtype)
+                    and (usable.object_id == c.object_id or usable.object_id not in seen)
+                ):
+                    seen.add(usable.object_id)
+                    out.append(usable)
         return out
 
-    def _usable(self, oid: str) -> bool:
-        if not self.store.has_object(oid):
-            return False  # e.g. a tensor of a derivable version: never stored
-        depth = int(self.store.object_header(oid).get("depth", 0))
-        return depth + 1 <= self.store.max_chain_depth
+    def _within_depth(self, c: Candidate) -> Candidate | None:
+        """`c`, or the first object down its delta chain that one more link may extend."""
+        for _ in range(self.store.max_chain_depth + 64):
+            if not self.store.has_object(c.object_id):
+                return None  # e.g. a tensor of a derivable version: never stored
+            try:
+                header = self.store.object_header(c.object_id)
+                depth = int(header.get("depth", 0))
+            except (StoreError, TypeError, ValueError):
+                return None  # unreadable: not a base
+            if depth + 1 <= self.store.max_chain_depth:
+                return c
+            base = header.get("base")
+            base_dtype = header.get("base_dtype", c.dtype)
+            if not base or base_dtype not in ITEMSIZE:
+                return None
+            c = Candidate(base, base_dtype, c.shape, c.by_name)
+        return None

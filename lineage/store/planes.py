@@ -21,14 +21,15 @@ below, which compute the same bytes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import zstandard
 
 try:
-    from lineage.store import _planes as _kernels
+    import lineage.store._planes as _kernels
 except ImportError:  # built without a C compiler: the numpy versions below
-    _kernels = None
+    _kernels = None  # type: ignore[assignment]
 
 #: planes are coded in chunks of at most this many bytes, so large tensors are coded in
 #: parallel and decoded without a second full-size buffer.
@@ -53,6 +54,12 @@ def _compressor() -> zstandard.ZstdCompressor:
 
 
 def _decompress(part: memoryview, count: int) -> np.ndarray:
+    # zstandard sizes its output from the frame's declared content size and ignores
+    # max_output_size when there is one: check the declaration first, so a corrupt
+    # or hostile frame cannot make us allocate more than the plane's `count` bytes.
+    declared = zstandard.frame_content_size(part)
+    if declared not in (-1, count):
+        raise ValueError(f"compressed plane declares {declared} bytes, {count} expected")
     ctx = getattr(_LOCAL, "d", None)
     if ctx is None:
         ctx = _LOCAL.d = zstandard.ZstdDecompressor()
@@ -89,10 +96,11 @@ def residual_of(values: np.ndarray, pred: np.ndarray | None, residual: str) -> n
     if pred is None:
         return values
     if residual == "xor":
-        return values ^ pred
+        xored: np.ndarray = values ^ pred
+        return xored
     if residual == "sub":
         return zigzag(np.subtract(values, pred))
-    masked = values ^ pred
+    masked: np.ndarray = values ^ pred
     np.copyto(masked, masked.dtype.type(0), where=(values == 0) & (pred != 0))
     return masked
 
@@ -121,7 +129,7 @@ _SIGNED = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 def merge(
     out: np.ndarray,
-    planes: list[bytes | memoryview | np.ndarray | None],
+    planes: Sequence[bytes | memoryview | np.ndarray | None],
     pred: np.ndarray | None,
     add: bool = False,
 ) -> None:
@@ -197,7 +205,7 @@ def decode_chunk(
     size = out.itemsize
     if len(table) != size:
         raise ValueError("chunk table does not match the element size")
-    planes: list[bytes | memoryview | None] = []
+    planes: list[bytes | memoryview | np.ndarray | None] = []
     pos = 0
     for mode, length in table:
         part = payload[pos : pos + length]

@@ -1,25 +1,23 @@
 """The S3-compatible backend (AWS S3, SeaweedFS, MinIO...), through boto3.
 
 An S3 PUT is atomic (readers see the whole object or none) and durable when it returns,
-which is exactly what `ObjectStore._put` promises. S3 has no locks, so the ingest/gc
-lock is an flock on a local file (``lock_dir``): processes sharing a bucket should share
-that folder (e.g. the workspace), and the gc grace period covers the rest.
+which is exactly what `ObjectStore._put` promises. S3 has no locks: the ingest/gc lock
+is made of lease objects in the bucket itself, written with conditional requests, so it
+holds across hosts (see `lineage.store.s3_lock`, limits included).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lineage.errors import StoreError
-from lineage.store.backend import Entry, ObjectStore
+from lineage.store.backend import Entry, ObjectStore, TooLargeError
+from lineage.store.buffers import BufferPool
+from lineage.store.s3_lock import DEFAULT_LEASE_SECONDS, S3Lock
 
 
 class S3ObjectStore(ObjectStore):
@@ -33,7 +31,7 @@ class S3ObjectStore(ObjectStore):
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         region_name: str | None = None,
-        lock_dir: str | Path | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -58,11 +56,8 @@ class S3ObjectStore(ObjectStore):
                 max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"}
             ),
         )
-        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-        lock_root = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / "lineage-locks"
-        lock_root.mkdir(parents=True, exist_ok=True)
-        self._lock_path = lock_root / f"s3-{digest}.lock"
         self._ensure_bucket()
+        self._lock = S3Lock(self.client, self.bucket, self._key, self._errors, lease_seconds)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -98,16 +93,47 @@ class S3ObjectStore(ObjectStore):
         with self._errors_as_store_errors(key):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
 
-    def _get(self, key: str) -> bytes:
+    def _get(self, key: str, max_bytes: int | None = None) -> bytes:
         with self._errors_as_store_errors(key):
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            body = reply["Body"]
+            try:
+                if max_bytes is None:
+                    return bytes(body.read())
+                if int(reply.get("ContentLength", 0)) > max_bytes:
+                    raise TooLargeError(int(reply["ContentLength"]))
+                data = bytes(body.read(max_bytes + 1))  # never more than the cap, whatever
+                if len(data) > max_bytes:  # the length header said
+                    raise TooLargeError(len(data))
+                return data
+            finally:
+                body.close()
+
+    @contextlib.contextmanager
+    def _read_into(self, key: str, max_bytes: int, pool: BufferPool) -> Iterator[memoryview]:
+        yield memoryview(self._get(key, max_bytes))
 
     def _get_prefix(self, key: str, length: int) -> bytes:
         with self._errors_as_store_errors(key):
             reply = self.client.get_object(
                 Bucket=self.bucket, Key=self._key(key), Range=f"bytes=0-{max(length, 1) - 1}"
             )
-            return reply["Body"].read()
+            return bytes(reply["Body"].read())
+
+    def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        out = []
+        for offset, length in ranges:
+            if length <= 0:
+                out.append(b"")
+                continue
+            with self._errors_as_store_errors(key):
+                reply = self.client.get_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Range=f"bytes={offset}-{offset + length - 1}",
+                )
+                out.append(bytes(reply["Body"].read(length)))
+        return out
 
     def _exists(self, key: str) -> bool:
         try:
@@ -139,11 +165,5 @@ class S3ObjectStore(ObjectStore):
                 MetadataDirective="REPLACE",
             )
 
-    @contextlib.contextmanager
-    def lock(self, *, exclusive: bool) -> Iterator[None]:
-        with open(self._lock_path, "a+") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        return self._lock.hold(exclusive=exclusive)

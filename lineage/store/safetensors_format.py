@@ -13,10 +13,10 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from lineage.errors import WeightsError
 from lineage.store.dtypes import itemsize
+from lineage.store.sources import OpenSource
 
 #: refuse absurd headers before allocating memory for them (safetensors uses 100 MB).
 MAX_HEADER_BYTES = 100_000_000
@@ -74,7 +74,7 @@ def parse_header(head: bytes, file_size: int, where: str) -> SafetensorsLayout:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        # RecursionError: deeply nested arrays, a header built to crash the parser
+        # RecursionError: deeply nested arrays, which no real header has
         raise WeightsError(
             f"{where}: malformed safetensors header ({exc.__class__.__name__})"
         ) from None
@@ -132,14 +132,13 @@ def _slot(name: str, info: object, where: str) -> TensorSlot:
     return TensorSlot(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
-def read_layout(path: Path) -> SafetensorsLayout:
-    """Validate the header of the safetensors file at `path`."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise WeightsError(f"{path}: truncated safetensors file (no header length)")
-        (n,) = struct.unpack("<Q", prefix)
-        if n > MAX_HEADER_BYTES or 8 + n > size:
-            raise WeightsError(f"{path}: safetensors header length {n} exceeds the file")
-        return parse_header(prefix + f.read(n), size, str(path))
+def read_layout(f: OpenSource) -> SafetensorsLayout:
+    """Validate the header of an open safetensors file (read with ``pread``)."""
+    size, path = f.source.size, f.source.path
+    if size < 8:
+        raise WeightsError(f"{path}: truncated safetensors file (no header length)")
+    prefix = f.read(0, 8)
+    (n,) = struct.unpack("<Q", prefix)
+    if n > MAX_HEADER_BYTES or 8 + n > size:
+        raise WeightsError(f"{path}: safetensors header length {n} exceeds the file")
+    return parse_header(prefix + f.read(8, n), size, str(path))

@@ -7,35 +7,58 @@ of versions takes well under a second.
 
 from __future__ import annotations
 
-import mmap
 from pathlib import Path
 
 import numpy as np
 
+from lineage.errors import StoreError
 from lineage.store import sketch
 from lineage.store.backend import ObjectStore
+from lineage.store.dtypes import itemsize
 from lineage.store.manifest import Manifest
 from lineage.store.safetensors_format import read_layout
-from lineage.store.scan import list_files
+from lineage.store.sources import OpenSource, list_files
 
 
 def sketch_of_dir(src: Path) -> list[int]:
-    """The sketch of a model directory, without storing anything."""
+    """The sketch of a model directory, without storing anything (reads only the
+    sampled elements of each tensor, with ``pread``: a few kB per tensor)."""
     tokens: list[np.ndarray] = []
-    for rel, path in list_files(Path(src)):
-        if not rel.endswith(".safetensors"):
+    for file in list_files(Path(src)):
+        if not file.rel.endswith(".safetensors"):
             continue
-        layout = read_layout(path)
-        if layout.file_size == layout.data_start:
-            continue
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            data = np.frombuffer(mm, dtype=np.uint8, offset=layout.data_start)
+        with OpenSource(file) as f:
+            layout = read_layout(f)
             for slot in layout.tensors:
-                tokens.append(
-                    sketch.tensor_tokens(slot.name, slot.dtype, data[slot.begin : slot.end])
-                )
-            del data
+                size = itemsize(slot.dtype)
+                positions = sketch.sample_positions(slot.nbytes // size)
+                if positions is None:
+                    continue
+                offsets = [layout.data_start + slot.begin + int(p) * size for p in positions]
+                sample = _read_scattered(f, offsets, size)
+                tokens.append(sketch.sample_tokens(slot.name, slot.dtype, sample))
     return sketch.bottom_k(tokens)
+
+
+#: sampled elements closer than this are read in one `pread` (a system call costs more
+#: than copying a few kB).
+COALESCE_BYTES = 64 << 10
+
+
+def _read_scattered(f: OpenSource, offsets: list[int], size: int) -> bytes:
+    """`size` bytes at each of the (ascending) offsets, concatenated."""
+    out = bytearray()
+    i = 0
+    while i < len(offsets):
+        j = i
+        while j + 1 < len(offsets) and offsets[j + 1] - offsets[i] < COALESCE_BYTES:
+            j += 1
+        span = f.read(offsets[i], offsets[j] + size - offsets[i])
+        for k in range(i, j + 1):
+            at = offsets[k] - offsets[i]
+            out += span[at : at + size]
+        i = j + 1
+    return bytes(out)
 
 
 def find_similar(
@@ -60,7 +83,10 @@ def find_similar(
     for label, mid in candidates.items():
         theirs = store.sketches.get(mid)
         if theirs is None:
-            theirs = store.sketches[mid] = store.get_manifest(mid).sketch
+            try:
+                theirs = store.sketches[mid] = store.get_manifest(mid).sketch
+            except StoreError:
+                continue  # a damaged manifest is no candidate (`store verify` reports it)
         score = sketch.similarity(mine, theirs)
         if score > 0:
             scored.append((label, round(score, 4)))

@@ -29,7 +29,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        out: np.ndarray = x ^ (x >> np.uint64(31))
+        return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -46,17 +47,31 @@ def _name_keys(name: str) -> np.ndarray:
     return keys
 
 
+def sample_positions(n: int) -> np.ndarray | None:
+    """The element positions a tensor of `n` elements is sampled at (None: too small)."""
+    if n < SAMPLES_PER_TENSOR:
+        return None
+    return (_STEPS * n) // SAMPLES_PER_TENSOR
+
+
 def tensor_tokens(name: str, dtype: str, raw: np.ndarray) -> np.ndarray:
     """Token hashes (uint64) for one tensor's raw bytes; empty for non-float or tiny tensors."""
     if dtype not in FLOATS:
         return np.empty(0, np.uint64)
     bits = np.frombuffer(raw, dtype=uint_type(itemsize(dtype)))
-    n = bits.size
-    if n < SAMPLES_PER_TENSOR:
+    positions = sample_positions(bits.size)
+    if positions is None:
         return np.empty(0, np.uint64)
-    positions = (_STEPS * n) // SAMPLES_PER_TENSOR
-    sample = to_float64(bits[positions], dtype).astype(np.float32).view(np.uint32)
-    coarse = (sample >> np.uint32(19)).astype(np.uint64)
+    return sample_tokens(name, dtype, bits[positions])
+
+
+def sample_tokens(name: str, dtype: str, sample: np.ndarray | bytes | bytearray) -> np.ndarray:
+    """Token hashes from the sampled elements' bytes (see `sample_positions`)."""
+    if dtype not in FLOATS:
+        return np.empty(0, np.uint64)
+    bits = np.frombuffer(sample, dtype=uint_type(itemsize(dtype)))
+    values = to_float64(bits, dtype).astype(np.float32).view(np.uint32)
+    coarse = (values >> np.uint32(19)).astype(np.uint64)
     with np.errstate(over="ignore"):
         return _mix(_name_keys(name) ^ (coarse * np.uint64(0xD6E8FEB86659FD93)))
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.errors import MissingObjectError
+from lineage.errors import MissingObjectError, StoreError
 from lineage.store.backend import ObjectStore
 
 
@@ -44,6 +44,8 @@ class StatsReport:
     stored_bytes: int = 0
     objects: int = 0
     encodings: dict[str, int] = field(default_factory=dict)
+    temp_files: int = 0  # leftovers of killed writers (gc removes the stale ones)
+    temp_bytes: int = 0
 
     @property
     def ratio(self) -> float:
@@ -75,6 +77,8 @@ class StatsReport:
                 "ratio": round(self.ratio, 3),
                 "encodings": dict(sorted(self.encodings.items())),
             },
+            "temp_files": self.temp_files,
+            "temp_bytes": self.temp_bytes,
         }
 
 
@@ -110,6 +114,8 @@ def stats(store: ObjectStore, versions: dict[str, str]) -> StatsReport:
                     counts[_encoding(store, tensor.object)] += 1
                 except MissingObjectError:
                     counts["missing"] += 1
+                except StoreError:  # a damaged header: `store verify` says more
+                    counts["corrupt"] += 1
         stack = list(manifest.object_ids())
         while stack:
             oid = stack.pop()
@@ -118,8 +124,11 @@ def stats(store: ObjectStore, versions: dict[str, str]) -> StatsReport:
             seen.add(oid)
             vs.objects += 1
             vs.stored_bytes += sizes[oid]
-            base = store.object_header(oid).get("base")
-            if base:
+            try:
+                base = store.object_header(oid).get("base")
+            except StoreError:
+                continue
+            if isinstance(base, str):
                 stack.append(base)
         vs.encodings = dict(counts)
         totals.update(counts)
@@ -128,4 +137,7 @@ def stats(store: ObjectStore, versions: dict[str, str]) -> StatsReport:
         report.stored_bytes += vs.stored_bytes
         report.objects += vs.objects
     report.encodings = dict(totals)
+    leftovers = store.temp_files()
+    report.temp_files = len(leftovers)
+    report.temp_bytes = sum(e.size for e in leftovers)
     return report

@@ -1,9 +1,11 @@
 """`verify`: re-read and re-hash every object the given versions need.
 
 Reports, per version label, the objects that are missing or corrupt (a delta whose base
-is bad is itself undecodable, and is reported with the reason). Each object is checked
-once however many versions share it; the decoded cache is emptied first so every byte
-really comes from the backend.
+is bad is itself undecodable, and is reported with the reason), and manifests that are
+missing, corrupt or unsafe (a file path that would leave the checkout folder). Each
+object is checked once however many versions share it; the decoded cache is emptied
+first so every byte really comes from the backend. One bad object or manifest never
+stops the check: every other version is still verified and reported.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lineage.errors import CorruptObjectError, MissingObjectError, StoreError
+from lineage.errors import LineageError, MissingObjectError, StoreError
 from lineage.store.backend import ObjectStore
 from lineage.store.reader import read_bytes
 
@@ -70,7 +72,7 @@ def verify(store: ObjectStore, versions: dict[str, str]) -> VerifyReport:
     """Check every object of every version (label -> manifest id)."""
     store.cache.clear()
     report = VerifyReport({})
-    needed: dict[str, list[str]] = {}
+    needed: dict[str, list[tuple[str, int]]] = {}
     for label, mid in versions.items():
         check = VersionCheck(mid)
         report.versions[label] = check
@@ -80,16 +82,18 @@ def verify(store: ObjectStore, versions: dict[str, str]) -> VerifyReport:
             check.manifest_error = str(exc)
             continue
         check.derived_tensors = sum(1 for _, t in manifest.tensors() if not t.stored)
-        ids = sorted(manifest.object_ids())
-        check.objects = len(ids)
-        needed[label] = ids
-    unique = sorted({oid for ids in needed.values() for oid in ids})
+        pairs = sorted(manifest.object_sizes().items())
+        check.objects = len(pairs)
+        needed[label] = pairs
+    unique = sorted({pair for pairs in needed.values() for pair in pairs})
     with ThreadPoolExecutor(max_workers=store.workers or os.cpu_count() or 2) as pool:
-        outcomes = dict(zip(unique, pool.map(lambda oid: _check(store, oid), unique), strict=True))
-    for label, ids in needed.items():
+        outcomes = dict(
+            zip(unique, pool.map(lambda pair: _check(store, *pair), unique), strict=True)
+        )
+    for label, pairs in needed.items():
         check = report.versions[label]
-        for oid in ids:
-            status, message = outcomes[oid]
+        for oid, size in pairs:
+            status, message = outcomes[(oid, size)]
             if status == "missing":
                 check.missing.append(oid)
             elif status == "corrupt":
@@ -98,11 +102,11 @@ def verify(store: ObjectStore, versions: dict[str, str]) -> VerifyReport:
     return report
 
 
-def _check(store: ObjectStore, oid: str) -> tuple[str, str]:
+def _check(store: ObjectStore, oid: str, nbytes: int) -> tuple[str, str]:
     try:
-        read_bytes(store, oid)
+        read_bytes(store, oid, nbytes)
     except MissingObjectError as exc:
         return "missing", str(exc)
-    except CorruptObjectError as exc:
+    except LineageError as exc:  # corrupt, or a backend failure on this one object
         return "corrupt", str(exc)
     return "ok", ""

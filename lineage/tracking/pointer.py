@@ -75,7 +75,7 @@ def output_labels(workspace: Any, version: Any) -> tuple[str, ...] | None:
         entry = files.get(name)
         if entry is None or entry.object is None:
             return {}
-        data = json.loads(read_bytes(store, entry.object).tobytes())
+        data = json.loads(read_bytes(store, entry.object, entry.size).tobytes())
         return data if isinstance(data, dict) else {}
 
     if "adapter_config.json" in files:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lineage.formats import CHECKOUT_MARKER
+from lineage.testing import same_model_files as same_tree
+
+__all__ = ["same_tree"]
 
 
 def write_safetensors(
@@ -38,11 +40,3 @@ def f32(values: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
     """A float32 tensor entry for `write_safetensors`."""
     arr = np.ascontiguousarray(values, dtype=np.float32)
     return ("F32", arr.shape, arr.tobytes())
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    """Whether two directories hold the same relative files with the same bytes (a
-    lineage checkout's own marker file aside)."""
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != CHECKOUT_MARKER)
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != CHECKOUT_MARKER)
-    return fa == fb and all((a / p).read_bytes() == (b / p).read_bytes() for p in fa)

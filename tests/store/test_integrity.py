@@ -101,7 +101,7 @@ def test_killed_ingest_leaves_nothing_visible(tmp_path: Path):
     for entry in store.iter_objects():  # whatever objects landed are whole and correct
         from lineage.store.reader import read_bytes
 
-        read_bytes(store, entry.key)
+        read_bytes(store, entry.key, int(store.object_header(entry.key)["n"]))
     m = ingest(store, model)  # the next add works
     checkout(store, store.get_manifest(store.put_manifest(m)), tmp_path / "out")
     assert same_tree(model, tmp_path / "out")

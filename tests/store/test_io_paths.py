@@ -23,7 +23,8 @@ def test_objects_are_readable_at_once_but_visible_only_after_flush(tmp_path: Pat
     oid = store.object_id(data)
     store.put_object(oid, objects.blob_parts(data))
     assert store.has_object(oid)
-    assert store.read_object(oid)  # read from its temp file
+    with store.read_object(oid, len(data)) as raw:  # read from its temp file
+        assert len(raw)
     final = tmp_path / "s" / store.object_key(oid)
     assert not final.exists(), "an object must not appear under its name before flush"
     store.flush()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
+import lineage
 from lineage.errors import CorruptObjectError
 from lineage.store import ObjectStore, checkout, gc, ingest, stats, verify
 
@@ -17,7 +22,6 @@ def _open(endpoint: str, tmp_path: Path, prefix: str) -> ObjectStore:
         endpoint_url=endpoint,
         aws_access_key_id="any",
         aws_secret_access_key="any",
-        lock_dir=tmp_path / "locks",
     )
 
 
@@ -47,3 +51,67 @@ def test_s3_roundtrip_verify_stats_gc(s3_endpoint: str, tiny_bert: Path, tmp_pat
         assert victim in str(exc) and "t@1" in str(exc)
     assert gc(fresh, set(), grace_seconds=0).removed_objects
     assert not list(fresh.iter_objects())
+
+
+_HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from lineage.store import ObjectStore
+    store = ObjectStore.open(
+        sys.argv[1], endpoint_url=sys.argv[2], aws_access_key_id="any",
+        aws_secret_access_key="any", lease_seconds=float(sys.argv[4]),
+    )
+    with store.lock(exclusive=sys.argv[3] == "exclusive"):
+        print("held", time.time(), flush=True)
+        time.sleep(float(sys.argv[5]))
+    print("released", time.time(), flush=True)
+    """
+)
+
+
+def _holder(
+    tmp_path: Path, endpoint: str, url: str, kind: str, lease: float, hold: float
+) -> subprocess.Popen[str]:
+    """Another host (issue 12, item 8): its own process and its own temp folder, where
+    the lock used to live, so only a lock kept in the bucket makes them wait."""
+    other_tmp = tmp_path / f"host-{kind}-{time.monotonic_ns()}"
+    other_tmp.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(other_tmp),
+        "PYTHONPATH": str(Path(lineage.__file__).parents[1]),
+    }
+    args = [sys.executable, "-c", _HOLD, url, endpoint, kind, str(lease), str(hold)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for(proc: subprocess.Popen[str], word: str) -> float:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(word):
+            return float(line.split()[1])
+    raise AssertionError(f"the holder exited ({proc.wait()}) without printing {word!r}")
+
+
+def test_s3_lock_excludes_across_hosts(s3_endpoint: str, tmp_path: Path) -> None:
+    url = f"s3://lineage-test/lock-{time.time_ns()}"
+    gc_host = _holder(tmp_path, s3_endpoint, url, "exclusive", 20, 3)
+    _wait_for(gc_host, "held")
+    ingest_host = _holder(tmp_path, s3_endpoint, url, "shared", 20, 0)
+    released = _wait_for(gc_host, "released")
+    acquired = _wait_for(ingest_host, "held")
+    assert acquired >= released - 0.05, "the ingest ran while another host's gc held the lock"
+    assert gc_host.wait() == 0 and ingest_host.wait() == 0
+
+
+def test_s3_lease_of_a_killed_holder_expires(s3_endpoint: str, tmp_path: Path) -> None:
+    url = f"s3://lineage-test/lease-{time.time_ns()}"
+    dead = _holder(tmp_path, s3_endpoint, url, "exclusive", 4, 600)
+    _wait_for(dead, "held")
+    dead.kill()  # never releases: its lease must run out
+    dead.wait()
+    start = time.time()
+    waiter = _holder(tmp_path, s3_endpoint, url, "shared", 4, 0)
+    acquired = _wait_for(waiter, "held")
+    assert 1.0 <= acquired - start < 20
+    assert waiter.wait() == 0
