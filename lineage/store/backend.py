@@ -158,9 +158,13 @@ class DecodedCache:
 class ObjectStore(ABC):
     """Content-addressed objects and manifests, on a local folder or an S3 bucket.
 
+    `ObjectStore.open(URL)` takes a folder or `s3://bucket/prefix` (with the usual AWS
+    settings, or `endpoint_url=` for an S3-compatible server).
+
     Example:
-        >>> store = ObjectStore.open(".lineage/objects")           # doctest: +SKIP
-        >>> store = ObjectStore.open("s3://bucket/models", endpoint_url=url)  # doctest: +SKIP
+        >>> store = ObjectStore.open(str(tmp / "objects"))
+        >>> type(store).__name__
+        'LocalObjectStore'
     """
 
     location: str

@@ -165,8 +165,10 @@ def ingest(
             safetensors, a source that changed while it was read.
 
     Example:
-        >>> m = ingest(store, Path("my-model"), parents=[store.get_manifest(pid)])  # doctest: +SKIP
-        >>> mid = store.put_manifest(m)  # doctest: +SKIP
+        >>> store = ws.store
+        >>> m = ingest(store, write_tiny_weights(tmp / "w"), parents=[ws.manifest("base@1")])
+        >>> sorted(t.name for _, t in store.get_manifest(store.put_manifest(m)).tensors())
+        ['embeddings.weight', 'layer.0.bias', 'layer.0.weight']
     """
     src = Path(src)
     sources = _plan(src)

@@ -13,10 +13,10 @@ colleague's workspace). `repair`:
    from another store it copies verified bytes, and damaged manifests too;
 3. verifies again and reports what was repaired and what stays unrepairable.
 
-Example:
-    >>> report = repair(store, {"bert@1": mid}, [Path("bert-weights/")])  # doctest: +SKIP
-    >>> report.unrepairable                                                # doctest: +SKIP
-    []
+Example (`lineage store verify --repair --from DIR`):
+    >>> report = repair(ws.store, {"base@1": ws.resolve("base@1").manifest_id}, [])
+    >>> report.ok, report.unrepairable
+    (True, [])
 """
 
 from __future__ import annotations

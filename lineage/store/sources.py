@@ -143,8 +143,11 @@ def check_weights_source(source: Path) -> None:
     """Fail early, before anything is written, on a path that holds no usable weights.
 
     Example:
-        >>> check_weights_source(Path("pytorch_model.bin"))  # doctest: +SKIP
-        WeightsError: refusing pickle checkpoint pytorch_model.bin (...)
+        >>> (tmp / "pytorch_model.bin").write_bytes(b"pickled")
+        7
+        >>> check_weights_source(tmp / "pytorch_model.bin")
+        Traceback (most recent call last):
+        lineage.errors.WeightsError: refusing pickle checkpoint ...pytorch_model.bin ...
     """
     if not os.path.lexists(source):
         raise WeightsError(f"--from path does not exist: {source}")
