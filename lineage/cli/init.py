@@ -21,11 +21,14 @@ def init(
         "", "--store-url", metavar="URL", help="Object store: a folder or s3://bucket/prefix."
     ),
     tracking: bool = typer.Option(
-        True, "--tracking/--no-tracking", help="Create (migrate) the MLflow store now."
+        False,
+        "--tracking/--no-tracking",
+        help="Create the embedded MLflow store now (default: on first use, off this command).",
     ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create a workspace (.lineage/ with config, graph DB, object store, MLflow store)."""
+    """Create a workspace (.lineage/ with config, graph DB and object store; the MLflow
+    store is made on first use)."""
     from lineage.redact import redact_url
     from lineage.workspace import Workspace
 
@@ -34,7 +37,6 @@ def init(
     if tracking:
         from lineage.tracking import init_tracking
 
-        # Migrate the MLflow DB once, here, before parallel cascade tasks touch it.
         mlflow_uri = init_tracking(workspace)
     if json_out:
         print_json(

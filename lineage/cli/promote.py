@@ -11,6 +11,8 @@ def _print_result(result: object, json_out: bool) -> None:
     from lineage.ops.promote import PromotionResult
 
     assert isinstance(result, PromotionResult)
+    for warning in result.warnings:
+        say(f"warning: {warning}", stderr=True)
     if json_out:
         print_json(result.to_dict())
         return

@@ -26,6 +26,7 @@ from lineage.graph.repo import NewVersion, check_kind
 from lineage.provenance import default_author, library_versions
 from lineage.records import Provenance, VersionInfo
 from lineage.refs import Ref, parse_ref, validate_name
+from lineage.tracking.mirror import queue_version
 
 if TYPE_CHECKING:
     from lineage.ops.lossy import LossyRequest
@@ -130,7 +131,9 @@ def commit(
 
 def link(workspace: Workspace, child: str, parent: str, *, kind: str = "other") -> VersionInfo:
     """Add a derivation edge between two existing versions (refuses cycles)."""
-    return workspace.version_by_id(workspace.graph.link(child, parent, kind))
+    version = workspace.version_by_id(workspace.graph.link(child, parent, kind))
+    queue_version(workspace, version)  # its MLflow version gains the parent tag
+    return version
 
 
 def _create_version(
@@ -207,7 +210,9 @@ def _create_version(
             new_model=new_model,
         )
     )
-    return workspace.version_by_id(version_id)
+    version = workspace.version_by_id(version_id)
+    queue_version(workspace, version)  # MLflow registers it, off this command's path
+    return version
 
 
 def delta_bases(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lineage.errors import VersionNotFoundError
 from lineage.provenance import default_author
 from lineage.records import AliasEvent
+from lineage.tracking.mirror import queue_aliases
 
 if TYPE_CHECKING:
     from lineage.workspace import Workspace
@@ -31,9 +32,11 @@ def set_alias(
     reason: str = "",
 ) -> AliasEvent:
     """Point `alias` of ref's model at ref's version; the change is recorded."""
-    return workspace.graph.set_alias(
+    event = workspace.graph.set_alias(
         ref, alias, action=action, actor=actor or default_author(), reason=reason
     )
+    queue_aliases(workspace, [event.model])  # MLflow follows, off this command's path
+    return event
 
 
 def remove_alias(
@@ -45,4 +48,5 @@ def remove_alias(
     )
     if event is None:
         raise VersionNotFoundError(f"model {name!r} has no alias {alias!r}")
+    queue_aliases(workspace, [name])
     return event
