@@ -46,12 +46,15 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 # A server that does not answer within this many seconds counts as unreachable.
 HEALTH_TIMEOUT_S = 5.0
-# MLflow's HTTP client retries with exponential backoff for minutes by default; a
-# tracking write should fail in seconds (the queue keeps it for later).
-HTTP_SETTINGS = {
+# MLflow's client settings lineage relies on (public MLflow environment variables, set
+# only when unset): its HTTP client retries with exponential backoff for minutes by
+# default, and a tracking write should fail in seconds (the queue keeps it for later);
+# and it prints "View run … at: URL" on stdout, which would corrupt `--json` output.
+CLIENT_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -220,12 +223,11 @@ def mlflow_session(workspace: Workspace) -> Iterator[MlflowClient]:
     """An `MlflowClient` on the workspace's store (created on first use).
 
     Any MLflow, network or SQL failure inside becomes a `TrackingError` (lineage's own
-    errors pass through). Nothing process-wide is changed but the bounded HTTP retries
-    (`HTTP_SETTINGS`, public MLflow environment variables, set only when unset).
+    errors pass through). Nothing process-wide is changed but `CLIENT_SETTINGS`.
     """
     from mlflow import MlflowClient
 
-    for name, value in HTTP_SETTINGS.items():
+    for name, value in CLIENT_SETTINGS.items():
         os.environ.setdefault(name, value)
     uri = init_tracking(workspace)  # creates the embedded store, or checks the server
     try:

@@ -76,7 +76,11 @@ def sync_workspace(workspace: Workspace, names: Sequence[str] | None = None) -> 
     report = SyncReport(tracking_uri=redact_url(tracking_uri(workspace)))
     with queue.writer_lock(workspace, blocking=True):
         models = [workspace.model(name) for name in names] if names else workspace.models()
-        before = _registry_state(workspace, [m.name for m in models])
+        try:
+            before = _registry_state(workspace, [m.name for m in models])
+        except TrackingError as exc:
+            queued = len(queue.pending(workspace))
+            raise TrackingError(f"{exc} ({queued} MLflow record(s) still queued)") from exc
         drained = drain_locked(workspace)
         report.queued_written = drained.written
         if drained.error:
