@@ -21,9 +21,8 @@ import pytest
 from lineage.errors import TrackingError
 from lineage.ops.add import add, commit
 from lineage.testing import free_port
-from lineage.tracking import mlflow_session, sync_workspace
+from lineage.tracking import mlflow_session, sync_workspace, writer
 from lineage.tracking import queue as mlflow_queue
-from lineage.tracking import writer
 from lineage.workspace import Workspace
 
 LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
