@@ -10,7 +10,9 @@ from lineage.cli.output import JsonOption, print_json, say
 
 
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to create the workspace."),
+    directory: Path = typer.Argument(
+        Path("."), metavar="[DIR]", help="Where to create the workspace."
+    ),
     db_url: str = typer.Option(
         "",
         "--db-url",

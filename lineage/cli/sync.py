@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_model
 from lineage.cli.output import JsonOption, print_json, say, workspace_from
 
 sync_app = typer.Typer(
@@ -15,7 +16,11 @@ sync_app = typer.Typer(
 def sync_mlflow(
     ctx: typer.Context,
     model: list[str] = typer.Option(
-        [], "--model", metavar="MODEL", help="Only these models (repeatable)."
+        [],
+        "--model",
+        metavar="MODEL",
+        autocompletion=complete_model,
+        help="Only these models (repeatable).",
     ),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Queue the records MLflow refused earlier again first."

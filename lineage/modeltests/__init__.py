@@ -15,6 +15,8 @@ scored with a nearest-centroid probe; see `lineage.modeltests.predictor`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lineage.modeltests.declarations import (
     PARAMS_BY_KIND,
     TEST_KINDS,
@@ -23,7 +25,20 @@ from lineage.modeltests.declarations import (
     validate_test_name,
 )
 from lineage.modeltests.outcome import TestOutcome
-from lineage.modeltests.runner import run_model_test
+
+if TYPE_CHECKING:
+    from lineage.modeltests.runner import run_model_test
+
+
+def __getattr__(name: str) -> object:
+    # The runner imports torch: loaded on first use, so that resolving declarations
+    # (`lineage show`, `tests list`) stays a light read.
+    if name == "run_model_test":
+        from lineage.modeltests.runner import run_model_test
+
+        return run_model_test
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PARAMS_BY_KIND",

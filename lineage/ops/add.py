@@ -26,7 +26,6 @@ from lineage.graph.repo import NewVersion, check_kind
 from lineage.provenance import default_author, library_versions
 from lineage.records import Provenance, VersionInfo
 from lineage.refs import Ref, parse_ref, validate_name
-from lineage.tracking.mirror import queue_version
 
 if TYPE_CHECKING:
     from lineage.ops.lossy import LossyRequest
@@ -132,6 +131,8 @@ def commit(
 def link(workspace: Workspace, child: str, parent: str, *, kind: str = "other") -> VersionInfo:
     """Add a derivation edge between two existing versions (refuses cycles)."""
     version = workspace.version_by_id(workspace.graph.link(child, parent, kind))
+    from lineage.tracking.mirror import queue_version
+
     queue_version(workspace, version)  # its MLflow version gains the parent tag
     return version
 
@@ -211,6 +212,8 @@ def _create_version(
         )
     )
     version = workspace.version_by_id(version_id)
+    from lineage.tracking.mirror import queue_version
+
     queue_version(workspace, version)  # MLflow registers it, off this command's path
     return version
 

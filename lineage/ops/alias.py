@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from lineage.errors import VersionNotFoundError
 from lineage.provenance import default_author
 from lineage.records import AliasEvent
-from lineage.tracking.mirror import queue_aliases
 
 if TYPE_CHECKING:
     from lineage.workspace import Workspace
@@ -35,6 +34,8 @@ def set_alias(
     event = workspace.graph.set_alias(
         ref, alias, action=action, actor=actor or default_author(), reason=reason
     )
+    from lineage.tracking.mirror import queue_aliases
+
     queue_aliases(workspace, [event.model])  # MLflow follows, off this command's path
     return event
 
@@ -48,5 +49,7 @@ def remove_alias(
     )
     if event is None:
         raise VersionNotFoundError(f"model {name!r} has no alias {alias!r}")
+    from lineage.tracking.mirror import queue_aliases
+
     queue_aliases(workspace, [name])
     return event

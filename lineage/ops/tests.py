@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from lineage.errors import ModelTestError
 from lineage.records import StoredTestResult, VersionInfo, utc_now
-from lineage.tracking.mirror import queue_tests
 
 if TYPE_CHECKING:
     from lineage.modeltests import TestDeclaration, TestOutcome
@@ -258,6 +257,8 @@ def run_tests(
     outcomes = _run_on_version(
         workspace, version, [(r.declaration, r.declared_on) for r in resolved], data
     )
+    from lineage.tracking.mirror import queue_tests
+
     queue_tests(workspace, version, outcomes)  # an MLflow test run, off this command's path
     return TestReport(version.ref, outcomes, {r.declaration.name: r.declared_on for r in resolved})
 
