@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -58,9 +58,10 @@ def cascade(
     track: bool = typer.Option(
         True, "--track/--no-track", help="Record runs, versions and aliases in MLflow."
     ),
-    task_runner: Literal["thread", "dask"] = typer.Option(
+    task_runner: str = typer.Option(
         None,
         "--task-runner",
+        metavar="thread|dask",
         help="What runs the tasks: thread (a pool in this process; default) or dask "
         "(a Dask cluster). Default: $LINEAGE_TASK_RUNNER, else dask when a scheduler "
         "address is set, else thread.",
