@@ -50,6 +50,6 @@ def complete_ref(ctx: typer.Context, incomplete: str) -> list[str]:
             workspace.close()
     except Exception:
         return []
-    targets = [str(n) for n in range(model.latest, 0, -1)] + ["latest", *sorted(model.aliases)]
+    targets = [str(n) for n in range(model.latest or 0, 0, -1)] + ["latest", *sorted(model.aliases)]
     refs = [f"{name}@{target}" for target in targets]
     return [ref for ref in refs if ref.startswith(incomplete)]

@@ -134,9 +134,10 @@ def main() -> None:
     except Exception as exc:  # usage errors of typer's (vendored) click
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(2)  # the help text is already printed
-        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+        exit_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "format_message") and isinstance(exit_code, int):
             sys.stderr.write(f"error: {exc.format_message()}\n")
-            sys.exit(exc.exit_code)
+            sys.exit(exit_code)
         raise
 
 

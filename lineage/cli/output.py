@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -61,7 +61,7 @@ def say(*parts: object, stderr: bool = False, style: str | None = None) -> None:
     target.print(Text(" ".join(clean(p) for p in parts), style=style or ""), soft_wrap=True)
 
 
-def plain_table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
+def plain_table(title: str, columns: list[str], rows: Sequence[Sequence[object]]) -> Table:
     """A table whose cells are plain text (never markup)."""
     table = Table(title=Text(clean(title)), title_justify="left")
     for column in columns:

@@ -45,7 +45,7 @@ Every alias move of promote, rollback and the gate goes through `_execute` here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -485,7 +485,7 @@ def _announce(
     workspace: Workspace,
     result: PromotionResult,
     event_name: str,
-    moved: dict[str, tuple[int | None, int]],
+    moved: Mapping[str, tuple[int | None, int]],
 ) -> None:
     """Tell Prefect which champions moved; a failure is a warning, not an undo."""
     from lineage.tracking.events import emit_alias_change_if_configured

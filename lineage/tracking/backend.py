@@ -119,7 +119,7 @@ def _migrate(db_path: Path, artifacts: Path) -> None:
     """Create and migrate an MLflow SQLite store (tracking + registry tables)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())
+    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())  # type: ignore[no-untyped-call]
     store.engine.dispose()
 
 

@@ -26,7 +26,7 @@ are read from `get_registered_model(...).aliases`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lineage.tracking.backend import experiment_id, tag_value
 
@@ -137,7 +137,7 @@ def ensure_logged_model(
         raise
     if own_run:
         client.set_terminated(run_id, "FINISHED")
-    return logged
+    return cast("LoggedModel", logged)
 
 
 # ---------------------------------------------------------------------- registry
