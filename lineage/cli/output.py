@@ -148,7 +148,8 @@ class _ProgressLines:
         due = step // every > self.last_step // every or now - self.last_line >= (
             PROGRESS_LINE_EVERY_S
         )
-        if step >= total or due:
+        # A one-step recipe (quantize, merge) has no training to report, only the rest.
+        if total > 1 and (step >= total or due):
             eta = (now - self.started) / max(step, 1) * max(total - step, 0)
             say(
                 f"{self.label}: step {step}/{total}, loss {loss:.4f}, eta {eta:.0f} s",
