@@ -43,6 +43,7 @@ bench: setup
 	$(PY) bench/graph.py
 	$(PY) bench/storage.py
 	$(PY) bench/cascade.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
