@@ -75,10 +75,12 @@ def emit_lineage_event(
 
             with temporary_settings({PREFECT_API_URL: api_url}):
                 event = emit_event(event_name, resource=resource, payload=dict(payload))
-                _flush_events()
+                _flush_events(event_name)
         else:
             event = emit_event(event_name, resource=resource, payload=dict(payload))
-            _flush_events()
+            _flush_events(event_name)
+    except OrchestrationError:
+        raise
     except Exception as exc:
         raise OrchestrationError(f"could not emit {event_name} to Prefect: {exc}") from exc
     if event is None:
@@ -97,12 +99,23 @@ def emit_committed(workspace: Workspace, version: VersionInfo) -> str:
     )
 
 
-def _flush_events(timeout_s: float = 30.0) -> None:
+def _flush_events(event_name: str, timeout_s: float = 30.0) -> None:
     """Wait until queued events are sent: `emit_event` only queues, and a CLI process
-    that exits at once must not depend on the interpreter's exit hooks to deliver."""
+    that exits at once must not depend on the interpreter's exit hooks to deliver.
+
+    Inside a flow or task run nothing is drained: the run's own events go through the
+    same worker, which the run flushes when it ends (draining it here would stop it).
+    """
+    from prefect.context import FlowRunContext, TaskRunContext
     from prefect.events.worker import EventsWorker
 
-    EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
+    if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+        return
+    outcome = EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
+    if isinstance(outcome, tuple) and outcome[1]:
+        raise OrchestrationError(
+            f"the {event_name} event was not delivered to Prefect within {timeout_s:.0f} s"
+        )
 
 
 def emit_if_configured(workspace: Workspace, version: VersionInfo) -> bool:

@@ -31,7 +31,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from lineage.errors import PromotionError
 from lineage.ops.add import add, commit
-from lineage.ops.promote import promote, rollback, set_model_policy
+from lineage.ops.promote import set_model_policy
 from lineage.workspace import Workspace
 
 from .conftest import record_results
@@ -222,14 +222,25 @@ def test_promotion_and_rollback_emit_events(
     prefect_api: str, tmp_path: Path, tiny_weights: Any
 ) -> None:
     ws = Workspace.init(tmp_path / "ws")
-    ws.config.prefect_api_url = prefect_api  # what `[prefect] api_url` sets
     add(ws, "evt", source=tiny_weights(0))
     commit(ws, "evt", source=tiny_weights(1))
     for ref in ("evt@1", "evt@2"):
         record_results(ws, ref)
-    for ref in ("evt@1", "evt@2"):
-        assert promote(ws, ref, reason="release").warnings == []
-    assert rollback(ws, "evt", reason="regression").warnings == []
+    # The real commands, each in its own process, as from a shell or a CI job.
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "LINEAGE_WORKSPACE": str(ws.root)}
+    for args in (
+        ["promote", "evt@1", "--reason", "release"],
+        ["promote", "evt@2", "--reason", "release"],
+        ["rollback", "evt", "--reason", "regression"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "lineage.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
 
     promoted = _events(prefect_api, "lineage.model.promoted", "evt", 2)
     assert sorted(e["payload"]["ref"] for e in promoted) == ["evt@1", "evt@2"]
