@@ -76,7 +76,7 @@ def readme_script(blocks: list[Block], home: Path) -> str:
     for block in blocks:
         if block.lang not in RUNNABLE or block.skip is not None:
             continue
-        parts.append(f"echo '>>> README.md line {block.line} ({block.lang})' >&2")
+        parts.append(f'echo ">>> README.md line {block.line} ({block.lang}) at $SECONDS s" >&2')
         if block.lang == "bash":
             parts.append(block.code)
         else:
