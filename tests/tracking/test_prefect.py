@@ -229,8 +229,7 @@ def test_promotion_and_rollback_emit_events(
     # The real commands, each in its own process, as from a shell or a CI job.
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "LINEAGE_WORKSPACE": str(ws.root)}
     for args in (
-        ["promote", "evt@1", "--reason", "release"],
-        ["promote", "evt@2", "--reason", "release"],
+        ["promote", "evt@1", "evt@2", "--reason", "release"],  # one after the other
         ["rollback", "evt", "--reason", "regression"],
     ):
         done = subprocess.run(
