@@ -5,16 +5,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint bench clean image image-if-engine image-flow services
+CONSTRAINTS := constraints.txt
+
+.PHONY: setup test demo lint bench clean image image-if-engine image-flow services constraints
 
 setup: $(STAMP)
 
-# torch first, pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml setup.py lineage/store/_planes.c
+# The exact versions of constraints.txt (pyproject.toml has the compatible ranges), with
+# every extra (postgres, s3, dask, docker, demo) so that all tests can run. torch first,
+# pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml setup.py lineage/store/_planes.c $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) torch==2.13.0
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[all,dev]'
 	touch $(STAMP)
+
+# Re-pin constraints.txt from .venv (after changing a range in pyproject.toml and
+# installing): its header stays, the pins are what is installed (local labels dropped).
+constraints: setup
+	{ grep '^#' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -v '^#' \
+	  | sed 's/+[a-z0-9.]*$$//' | LC_ALL=C sort -f; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # The task image is built first when a Docker engine answers (a no-op when the image for
 # this source already exists); pytest's exit code 5 ("no tests collected") is not a failure.
@@ -37,6 +48,7 @@ bench: setup
 	$(PY) bench/graph.py
 	$(PY) bench/storage.py
 	$(PY) bench/cascade.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

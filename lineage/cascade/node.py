@@ -165,36 +165,36 @@ def gate_node(
 def track_derive(
     workspace: Workspace, ref: str, *, cascade_id: str, flow_run_id: str | None
 ) -> str:
-    """Record the derive step in MLflow; returns "" or a one-line warning.
-
-    The lineage DB is the source of truth and `lineage sync mlflow` repairs MLflow,
-    so an unreachable MLflow is reported, not fatal to the node.
+    """Queue the derive step's MLflow run (tagged with the cascade and flow run); the
+    background writer writes it, off the cascade's path. Returns "" or a one-line
+    warning: the lineage DB is the source of truth and `lineage sync mlflow` repairs
+    MLflow, so tracking is never fatal to the node.
     """
-    from lineage.tracking import record_derive
+    from lineage.tracking import queue_derive
+    from lineage.tracking.runs import step_context
 
-    version = workspace.resolve(ref)
     try:
-        record_derive(
-            workspace,
-            version,
-            cascade_id=cascade_id,
-            flow_run_id=flow_run_id,
-            image_digest=version.image_digest,
-            metrics=(version.extra or {}).get("metrics") or None,
+        version = workspace.resolve(ref)
+        context = step_context(
+            cascade_id=cascade_id, flow_run_id=flow_run_id, image_digest=version.image_digest
         )
-    except LineageError as exc:
+        queue_derive(workspace, version, context)
+    except (LineageError, OSError) as exc:
         return f"MLflow: {exc}"
     return ""
 
 
 def track_tests(workspace: Workspace, ref: str, *, cascade_id: str, flow_run_id: str | None) -> str:
-    """Record the test step in MLflow; returns "" or a one-line warning."""
-    from lineage.tracking import record_tests
+    """Queue the test step's MLflow run (the version's newest results); returns "" or
+    a one-line warning."""
+    from lineage.tracking import queue_tests
+    from lineage.tracking.runs import step_context
 
     try:
-        record_tests(
-            workspace, workspace.resolve(ref), cascade_id=cascade_id, flow_run_id=flow_run_id
-        )
-    except LineageError as exc:
+        version = workspace.resolve(ref)
+        results = list(workspace.graph.latest_results(version.id).values())
+        context = step_context(cascade_id=cascade_id, flow_run_id=flow_run_id)
+        queue_tests(workspace, version, results, context)
+    except (LineageError, OSError) as exc:
         return f"MLflow: {exc}"
     return ""

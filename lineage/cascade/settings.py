@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from lineage.errors import UsageError
+from lineage.extras import require_extra
 
 #: What runs the cascade's tasks: a thread pool in the flow's process, or a Dask cluster.
 TASK_RUNNERS = ("thread", "dask")
@@ -40,6 +41,8 @@ def resolve_task_runner(
         raise UsageError(f"--dask-workers must be at least 1 (got {dask_workers})")
     if address and "://" not in address:
         raise UsageError(f"Dask scheduler address {address!r}: expected tcp://HOST:PORT")
+    if chosen == "dask":
+        require_extra("dask", "the Dask task runner")
     return chosen
 
 

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from lineage.cli.complete import complete_model, complete_ref
 from lineage.cli.output import (
+    KIND_HELP,
     JsonOption,
+    RunnerName,
     byte_progress,
     parse_params,
     print_json,
@@ -18,12 +21,10 @@ from lineage.cli.output import (
     workspace_from,
 )
 from lineage.errors import UsageError
-from lineage.records import DERIVATION_KINDS, VersionInfo
+from lineage.records import Kind, VersionInfo
 
 if TYPE_CHECKING:
     from lineage.ops.lossy import LossyRequest
-
-KIND_HELP = f"How it was derived: {'|'.join(DERIVATION_KINDS)}."
 
 LossyOption = typer.Option(
     False,
@@ -77,7 +78,7 @@ def _report_lossy(version: VersionInfo) -> None:
 
 def add(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Name of the new model."),
+    name: str = typer.Argument(..., metavar="NAME", help="Name of the new model."),
     source: Path = typer.Option(
         None, "--from", metavar="PATH", help="HF directory or .safetensors file."
     ),
@@ -86,9 +87,10 @@ def add(
         "--parent",
         "-p",
         metavar="REF",
+        autocompletion=complete_ref,
         help="Parent reference (repeatable); `auto` finds the likeliest.",
     ),
-    kind: str = typer.Option(None, "--kind", "-k", metavar="KIND", help=KIND_HELP),
+    kind: Kind = typer.Option(None, "--kind", "-k", metavar="KIND", help=KIND_HELP),
     recipe: str = typer.Option(
         None, "--recipe", "-r", metavar="ID", help="Make the weights with a recipe."
     ),
@@ -98,11 +100,8 @@ def add(
     data: str = typer.Option(
         None, "--data", metavar="DATA", help="Data set: a built-in name or a CSV/JSONL."
     ),
-    runner: str = typer.Option(
-        "inline",
-        "--runner",
-        metavar="RUNNER",
-        help="Where a recipe runs: inline (this process), process or docker.",
+    runner: RunnerName = typer.Option(
+        "inline", "--runner", help="Where a recipe runs: this process, a subprocess, a container."
     ),
     message: str = typer.Option("", "--message", "-m", metavar="MSG", help="What this version is."),
     tag: list[str] = typer.Option(
@@ -186,7 +185,9 @@ def add(
 
 def commit(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Existing model."),
+    name: str = typer.Argument(
+        ..., metavar="MODEL", autocompletion=complete_model, help="Existing model."
+    ),
     source: Path = typer.Option(
         ..., "--from", metavar="PATH", help="HF directory or .safetensors file."
     ),
@@ -195,6 +196,7 @@ def commit(
         "--parent",
         "-p",
         metavar="REF",
+        autocompletion=complete_ref,
         help="Parents of the new version (default: as before).",
     ),
     message: str = typer.Option("", "--message", "-m", metavar="MSG"),
@@ -241,9 +243,13 @@ def commit(
 
 def link(
     ctx: typer.Context,
-    child: str = typer.Argument(..., metavar="CHILD", help="The derived version."),
-    parent: str = typer.Argument(..., metavar="PARENT", help="What it was derived from."),
-    kind: str = typer.Option("other", "--kind", "-k", metavar="KIND", help=KIND_HELP),
+    child: str = typer.Argument(
+        ..., metavar="CHILD", autocompletion=complete_ref, help="The derived version."
+    ),
+    parent: str = typer.Argument(
+        ..., metavar="PARENT", autocompletion=complete_ref, help="What it was derived from."
+    ),
+    kind: Kind = typer.Option("other", "--kind", "-k", metavar="KIND", help=KIND_HELP),
     json_out: bool = JsonOption,
 ) -> None:
     """Record that existing version CHILD was derived from PARENT (refuses cycles)."""

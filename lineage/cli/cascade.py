@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from lineage.cli.output import JsonOption, clean, console, print_json, say, workspace_from
+from lineage.cli.complete import complete_ref
+from lineage.cli.output import (
+    JsonOption,
+    RunnerName,
+    clean,
+    console,
+    print_json,
+    say,
+    workspace_from,
+)
 from lineage.errors import TestsFailedError, UsageError
 
 _STATUS_STYLE = {
@@ -23,18 +32,21 @@ _STATUS_STYLE = {
 
 def cascade(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF", help="The new upstream version, e.g. base@2."),
+    ref: str = typer.Argument(
+        ...,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="The new upstream version, e.g. base@2.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; run nothing."),
-    runner: str = typer.Option(
-        "process",
-        "--runner",
-        metavar="RUNNER",
-        help="Where steps run: process, docker, or inline (this process).",
+    runner: RunnerName = typer.Option(
+        "process", "--runner", help="Where steps run: a subprocess, a container, or this process."
     ),
     replaces: str = typer.Option(
         None,
         "--replaces",
         metavar="REF",
+        autocompletion=complete_ref,
         help="The version REF supersedes (default: its previous version).",
     ),
     concurrency: int = typer.Option(
@@ -49,7 +61,7 @@ def cascade(
     task_runner: str = typer.Option(
         None,
         "--task-runner",
-        metavar="KIND",
+        metavar="thread|dask",
         help="What runs the tasks: thread (a pool in this process; default) or dask "
         "(a Dask cluster). Default: $LINEAGE_TASK_RUNNER, else dask when a scheduler "
         "address is set, else thread.",
@@ -222,7 +234,12 @@ def _short(text: str, limit: int = 90) -> str:
 
 def emit(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF", help="The version to announce, e.g. base@2."),
+    ref: str = typer.Argument(
+        ...,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="The version to announce, e.g. base@2.",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Emit `lineage.model.committed` for REF to Prefect (CI: a new upstream version).

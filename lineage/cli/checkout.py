@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from lineage.cli.complete import complete_ref
 from lineage.cli.output import JsonOption, byte_progress, print_json, say, workspace_from
 from lineage.errors import UsageError
 
 
 def checkout(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF"),
+    ref: str = typer.Argument(..., metavar="REF", autocompletion=complete_ref),
     directory: Path = typer.Argument(..., metavar="DIR", help="Output directory."),
     force: bool = typer.Option(
         False, "--force", help="Replace DIR if it holds an earlier lineage checkout."

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import typer
 
-from lineage.cli.output import JsonOption, print_json, say, training_progress, workspace_from
+from lineage.cli.complete import complete_ref
+from lineage.cli.output import (
+    JsonOption,
+    RunnerName,
+    print_json,
+    say,
+    training_progress,
+    workspace_from,
+)
 
 
 def derive(
     ctx: typer.Context,
     ref: str = typer.Argument(
-        ..., metavar="REF", help="Recipe-made version to re-derive, e.g. sentiment@2."
+        ...,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="Recipe-made version to re-derive, e.g. sentiment@2.",
     ),
     on: list[str] = typer.Option(
-        [], "--on", metavar="REF", help="New parent reference (repeatable)."
+        [],
+        "--on",
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="New parent reference (repeatable).",
     ),
-    runner: str = typer.Option(
-        "inline",
-        "--runner",
-        metavar="RUNNER",
-        help="Where the recipe runs: inline (this process), process or docker.",
+    runner: RunnerName = typer.Option(
+        "inline", "--runner", help="Where the recipe runs: this process, a subprocess, a container."
     ),
     message: str = typer.Option("", "--message", "-m", metavar="MSG"),
     json_out: bool = JsonOption,

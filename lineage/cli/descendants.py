@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_ref
 from lineage.cli.output import JsonOption, print_json, say, version_line, workspace_from
 
 AllVersionsOption = typer.Option(False, "--all-versions", help="Follow next-version edges too.")
@@ -11,7 +12,7 @@ AllVersionsOption = typer.Option(False, "--all-versions", help="Follow next-vers
 
 def descendants(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF"),
+    ref: str = typer.Argument(..., metavar="REF", autocompletion=complete_ref),
     all_versions: bool = AllVersionsOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -28,7 +29,7 @@ def descendants(
 
 def ancestors(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF"),
+    ref: str = typer.Argument(..., metavar="REF", autocompletion=complete_ref),
     all_versions: bool = AllVersionsOption,
     json_out: bool = JsonOption,
 ) -> None:

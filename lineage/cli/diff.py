@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_ref
 from lineage.cli.output import JsonOption, print_json, say, workspace_from
 
 
 def diff(
     ctx: typer.Context,
-    a: str = typer.Argument(..., metavar="REF_A"),
-    b: str = typer.Argument(..., metavar="REF_B"),
+    a: str = typer.Argument(..., metavar="REF_A", autocompletion=complete_ref),
+    b: str = typer.Argument(..., metavar="REF_B", autocompletion=complete_ref),
     json_out: bool = JsonOption,
 ) -> None:
     """Tensors identical, changed, added and removed between two versions; config changes."""

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 import typer
 
+from lineage.cli.complete import complete_model
 from lineage.cli.output import JsonOption, say, workspace_from
 from lineage.errors import UsageError
 
-GRAPH_FORMATS = ("text", "mermaid", "dot", "html", "json")
+GraphFormat = Literal["text", "mermaid", "dot", "html", "json"]
+GRAPH_FORMATS: tuple[str, ...] = get_args(GraphFormat)
 
 
 def graph(
     ctx: typer.Context,
-    names: list[str] = typer.Argument(None, metavar="[MODEL]...", help="Only these families."),
-    fmt: str = typer.Option(
-        "text", "--format", "-f", metavar="FORMAT", help=f"One of {'|'.join(GRAPH_FORMATS)}."
+    names: list[str] = typer.Argument(
+        None, metavar="MODEL", autocompletion=complete_model, help="Only these families."
     ),
+    fmt: GraphFormat = typer.Option("text", "--format", "-f", help="What to draw it as."),
     output: Path = typer.Option(None, "--output", "-o", metavar="FILE", help="Write to a file."),
     all_versions: bool = typer.Option(
         False, "--all-versions", "-a", help="Every version and the next-version edges."

@@ -10,7 +10,9 @@ from lineage.cli.output import JsonOption, print_json, say
 
 
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to create the workspace."),
+    directory: Path = typer.Argument(
+        Path("."), metavar="[DIR]", help="Where to create the workspace."
+    ),
     db_url: str = typer.Option(
         "",
         "--db-url",
@@ -21,19 +23,22 @@ def init(
         "", "--store-url", metavar="URL", help="Object store: a folder or s3://bucket/prefix."
     ),
     tracking: bool = typer.Option(
-        True, "--tracking/--no-tracking", help="Create (migrate) the MLflow store now."
+        False,
+        "--tracking/--no-tracking",
+        help="Create the MLflow store (or check the tracking server answers) now; by "
+        "default it is made on first use, off this command.",
     ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Create a workspace (.lineage/ with config, graph DB, object store, MLflow store)."""
+    """Create a workspace (.lineage/ with config, graph DB and object store; the MLflow
+    store is made on first use)."""
     from lineage.redact import redact_url
     from lineage.workspace import Workspace
 
     mlflow_uri: list[str] = []
 
     def prepare(workspace: Workspace) -> None:
-        # Migrate the MLflow DB once, here, before parallel cascade tasks touch it; a
-        # tracking server that does not answer fails the init (and leaves nothing).
+        # A tracking server that does not answer fails the init, and leaves nothing.
         from lineage.tracking import init_tracking
 
         mlflow_uri.append(init_tracking(workspace))

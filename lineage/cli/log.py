@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_model, complete_ref
 from lineage.cli.output import (
+    KIND_HELP,
     JsonOption,
     console,
     plain_table,
@@ -13,7 +15,7 @@ from lineage.cli.output import (
     version_line,
     workspace_from,
 )
-from lineage.records import VersionInfo
+from lineage.records import Kind, VersionInfo
 
 
 def _versions_table(versions: list[VersionInfo], title: str) -> object:
@@ -37,7 +39,7 @@ def _versions_table(versions: list[VersionInfo], title: str) -> object:
 
 def log(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="MODEL"),
+    name: str = typer.Argument(..., metavar="MODEL", autocompletion=complete_model),
     aliases: bool = typer.Option(False, "--aliases", help="Show the alias history instead."),
     json_out: bool = JsonOption,
 ) -> None:
@@ -85,7 +87,9 @@ SHOWN_FIELDS = (
 
 def show(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF", help="name, name@3, name@champion"),
+    ref: str = typer.Argument(
+        ..., metavar="REF", autocompletion=complete_ref, help="name, name@3, name@champion"
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """One version: provenance, parents, children, aliases, tests."""
@@ -146,7 +150,7 @@ def models(ctx: typer.Context, json_out: bool = JsonOption) -> None:
 
 def search(
     ctx: typer.Context,
-    kind: str = typer.Option(None, "--kind", metavar="KIND"),
+    kind: Kind = typer.Option(None, "--kind", metavar="KIND", help=KIND_HELP),
     tag: str = typer.Option(None, "--tag", metavar="TAG"),
     recipe: str = typer.Option(None, "--recipe", metavar="ID"),
     latest: bool = typer.Option(False, "--latest", help="Only each model's latest version."),

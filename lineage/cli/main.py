@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -22,7 +23,8 @@ app = typer.Typer(
     help="Model versioning and lineage-driven ModelOps.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # `lineage --install-completion`: commands, options, model names and refs.
+    add_completion=True,
 )
 
 # Command modules, in the order their commands appear in --help.
@@ -62,6 +64,7 @@ def _root(
         None,
         "--workspace",
         "-w",
+        metavar="DIR",
         help="Workspace directory (default: $LINEAGE_WORKSPACE, else search up from the cwd).",
     ),
     _version: bool = typer.Option(
@@ -79,12 +82,45 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _tidy_help(command: Any) -> None:
+    """`--help` shows what to type, not Python types: no `<bool>` after a flag and no
+    `<str>` after an argument's metavar (options with choices keep `<a|b|c>`)."""
+    for param in command.params:
+        _tidy_param(param)
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            _tidy_param(option)
+        return option
+
+    command.get_help_option = help_option  # built per invocation, like any context
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def _tidy_param(param: Any) -> None:
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    elif param.param_type_name == "argument" and param.metavar:
+        # An argument's type is shown by this method (an instance attribute wins).
+        param.display_type_rich = lambda ctx: None
+
+
+def cli_command() -> Any:
+    """The Click command behind `app`, its help tidied (what `main` runs)."""
+    command = typer.main.get_command(app)
+    _tidy_help(command)
+    return command
+
+
 def main() -> None:
     """Console-script entry: run the app, map expected errors to exit codes."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        app(standalone_mode=False)
+        cli_command().main(prog_name="lineage", standalone_mode=False)
     except LineageError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         sys.stderr.write(f"error: {clean(redact_url(message))}\n")
@@ -100,9 +136,10 @@ def main() -> None:
     except Exception as exc:  # usage errors of typer's (vendored) click
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(2)  # the help text is already printed
-        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+        exit_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "format_message") and isinstance(exit_code, int):
             sys.stderr.write(f"error: {exc.format_message()}\n")
-            sys.exit(exc.exit_code)
+            sys.exit(exit_code)
         raise
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from lineage.records import DERIVATION_KINDS
 
 if TYPE_CHECKING:
     from lineage.records import VersionInfo
@@ -36,6 +38,13 @@ err_console = _console(stderr=True)
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
+#: Where a step runs: this process, a subprocess, a container (the names of
+#: `lineage.steps.runners.RUNNER_NAMES`, checked against it by a test).
+RunnerName = Literal["inline", "process", "docker"]
+
+#: The help of a --kind option (the choices are checked by its `Kind` type).
+KIND_HELP = f"How it was derived: {', '.join(DERIVATION_KINDS)}."
+
 
 def clean(value: object) -> str:
     """`value` as one line of plain text: control characters (ESC, CR, BEL...) shown
@@ -52,7 +61,7 @@ def say(*parts: object, stderr: bool = False, style: str | None = None) -> None:
     target.print(Text(" ".join(clean(p) for p in parts), style=style or ""), soft_wrap=True)
 
 
-def plain_table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
+def plain_table(title: str, columns: list[str], rows: Sequence[Sequence[object]]) -> Table:
     """A table whose cells are plain text (never markup)."""
     table = Table(title=Text(clean(title)), title_justify="left")
     for column in columns:
@@ -115,48 +124,88 @@ def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
         yield update
 
 
-#: Without a terminal, a training recipe prints a progress line at most this often.
-PROGRESS_LINE_EVERY_S = 10.0
+#: Without a terminal, a training recipe prints a line at every this fraction of its steps.
+PROGRESS_LINE_FRACTION = 0.1
+#: ... and at least this often while steps are slow (a long step count, a slow machine).
+PROGRESS_LINE_EVERY_S = 30.0
+
+
+class _ProgressLines:
+    """Progress of a recipe as plain lines on stderr (CI logs, pipes): every
+    `PROGRESS_LINE_FRACTION` of the steps (or `PROGRESS_LINE_EVERY_S`), with the loss
+    and an ETA; then one line when validation and storing begin and one when done."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.last_step = 0
+        self.trained = False
+
+    def __call__(self, step: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        every = max(1, int(total * PROGRESS_LINE_FRACTION))
+        due = step // every > self.last_step // every or now - self.last_line >= (
+            PROGRESS_LINE_EVERY_S
+        )
+        # A one-step recipe (quantize, merge) has no training to report, only the rest.
+        if total > 1 and (step >= total or due):
+            eta = (now - self.started) / max(step, 1) * max(total - step, 0)
+            say(
+                f"{self.label}: step {step}/{total}, loss {loss:.4f}, eta {eta:.0f} s",
+                stderr=True,
+            )
+            self.last_line = now
+        self.last_step = step
+        if step >= total and not self.trained:
+            self.trained = True
+            say(f"{self.label}: validating and storing", stderr=True)
+
+    def finish(self) -> None:
+        say(f"{self.label}: done in {time.monotonic() - self.started:.0f} s", stderr=True)
 
 
 @contextmanager
 def training_progress(
     label: str, enabled: bool = True
 ) -> Iterator[Callable[[int, int, float], None] | None]:
-    """Progress of a training recipe, fed by callback(step, total_steps, loss): a bar on
-    a terminal; otherwise a line every `PROGRESS_LINE_EVERY_S` seconds with the loss
-    and an ETA (CI logs get progress, not silence)."""
+    """Progress of a recipe run, fed by callback(step, total_steps, loss) after each
+    optimizer step. On a terminal, a bar (steps, loss, elapsed time) that turns into
+    "validating and storing" after the last step and lasts until the version is
+    stored; otherwise plain lines (`_ProgressLines`): CI logs get progress, not silence."""
     if not enabled:
         yield None
         return
     if not err_console.is_terminal:
-        started = time.monotonic()
-        last = [0.0]
-
-        def line(step: int, total: int, loss: float) -> None:
-            now = time.monotonic()
-            if now - last[0] < PROGRESS_LINE_EVERY_S and step != total:
-                return
-            last[0] = now
-            eta = (now - started) / max(step, 1) * max(total - step, 0)
-            say(f"{label}: step {step}/{total}, loss {loss:.4f}, eta {eta:.0f} s", stderr=True)
-
-        yield line
+        lines = _ProgressLines(label)
+        yield lines
+        lines.finish()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task(clean(label), total=None, loss=float("nan"))
+        # Until the first step: checking the parents out and loading them.
+        task = bar.add_task(clean(f"{label}: preparing"), total=None, loss=float("nan"))
 
         def update(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, loss=loss)
+            description = clean(
+                f"{label}: validating and storing" if step >= total else f"{label}: training"
+            )
+            bar.update(task, completed=step, total=total, loss=loss, description=description)
 
         yield update
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_model, complete_ref
 from lineage.cli.output import JsonOption, print_json, say, workspace_from
 
 
@@ -11,6 +12,8 @@ def _print_result(result: object, json_out: bool) -> None:
     from lineage.ops.promote import PromotionResult
 
     assert isinstance(result, PromotionResult)
+    for warning in result.warnings:
+        say(f"warning: {warning}", stderr=True)
     if json_out:
         print_json(result.to_dict())
         return
@@ -27,7 +30,10 @@ def _print_result(result: object, json_out: bool) -> None:
 def promote(
     ctx: typer.Context,
     refs: list[str] = typer.Argument(
-        ..., metavar="REF...", help="Version(s) to make champion, e.g. sentiment@3."
+        ...,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="Version(s) to make champion, e.g. sentiment@3.",
     ),
     reason: str = typer.Option(
         "", "--reason", "-m", metavar="TEXT", help="Why (recorded with the change)."
@@ -79,7 +85,9 @@ def promote(
 
 def rollback(
     ctx: typer.Context,
-    name: str = typer.Argument(..., metavar="MODEL", help="Model whose champion goes back."),
+    name: str = typer.Argument(
+        ..., metavar="MODEL", autocompletion=complete_model, help="Model whose champion goes back."
+    ),
     to: int = typer.Option(
         None, "--to", metavar="VERSION", help="Version to go back to (default: previous)."
     ),
@@ -145,7 +153,9 @@ def policy(
 
 def alias(
     ctx: typer.Context,
-    ref: str = typer.Argument(..., metavar="REF", help="Version the alias should point to."),
+    ref: str = typer.Argument(
+        ..., metavar="REF", autocompletion=complete_ref, help="Version the alias should point to."
+    ),
     name: str = typer.Argument(
         ..., metavar="ALIAS", help="Alias, e.g. staging (champion/candidate/previous: promote)."
     ),

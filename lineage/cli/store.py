@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from lineage.cli.complete import complete_ref
 from lineage.cli.output import JsonOption, clean, console, print_json, say, workspace_from
 from lineage.errors import StoreError
 
@@ -18,7 +19,12 @@ def _mb(n: int) -> str:
 @store_app.command("stats")
 def stats_command(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(None, help="Only these versions (default: all)."),
+    refs: list[str] = typer.Argument(
+        None,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="Only these versions (default: all).",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Logical vs stored bytes and encodings, per version and in total."""
@@ -58,7 +64,12 @@ def stats_command(
 @store_app.command("verify")
 def verify_command(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(None, help="Only these versions (default: all)."),
+    refs: list[str] = typer.Argument(
+        None,
+        metavar="REF",
+        autocompletion=complete_ref,
+        help="Only these versions (default: all).",
+    ),
     repair: bool = typer.Option(
         False, "--repair", help="Rewrite damaged objects from good bytes found in --from."
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from lineage.cli.complete import complete_model, complete_ref
 from lineage.cli.output import JsonOption, parse_params, print_json, say, workspace_from
 from lineage.errors import TestsFailedError
 
@@ -12,7 +13,9 @@ tests_app = typer.Typer(help="Declare, override and opt out of model tests.", no
 
 def test(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(..., metavar="REF...", help="Version(s) to test."),
+    refs: list[str] = typer.Argument(
+        ..., metavar="REF", autocompletion=complete_ref, help="Version(s) to test."
+    ),
     only: list[str] = typer.Option(
         [], "--only", metavar="TEST", help="Run only this test (repeatable)."
     ),
@@ -57,7 +60,9 @@ def test(
 def bisect(
     ctx: typer.Context,
     test_name: str = typer.Argument(..., metavar="TEST", help="Test name."),
-    ref: str = typer.Argument(..., metavar="REF", help="Version that fails it."),
+    ref: str = typer.Argument(
+        ..., metavar="REF", autocompletion=complete_ref, help="Version that fails it."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Find the first version along REF's provenance chain where TEST fails."""
@@ -78,7 +83,7 @@ def bisect(
 @tests_app.command("declare")
 def tests_declare(
     ctx: typer.Context,
-    model: str = typer.Argument(..., metavar="MODEL"),
+    model: str = typer.Argument(..., metavar="MODEL", autocompletion=complete_model),
     name: str = typer.Argument(..., metavar="TEST"),
     kind: str = typer.Option(
         ...,
@@ -105,7 +110,7 @@ def tests_declare(
 @tests_app.command("disable")
 def tests_disable(
     ctx: typer.Context,
-    model: str = typer.Argument(..., metavar="MODEL"),
+    model: str = typer.Argument(..., metavar="MODEL", autocompletion=complete_model),
     name: str = typer.Argument(..., metavar="TEST"),
 ) -> None:
     """Opt MODEL (and its descendants) out of the inherited test NAME."""
@@ -118,7 +123,7 @@ def tests_disable(
 @tests_app.command("remove")
 def tests_remove(
     ctx: typer.Context,
-    model: str = typer.Argument(..., metavar="MODEL"),
+    model: str = typer.Argument(..., metavar="MODEL", autocompletion=complete_model),
     name: str = typer.Argument(..., metavar="TEST"),
 ) -> None:
     """Remove MODEL's own declaration (or opt-out) of NAME."""
@@ -130,7 +135,9 @@ def tests_remove(
 
 @tests_app.command("list")
 def tests_list(
-    ctx: typer.Context, ref: str = typer.Argument(..., metavar="REF"), json_out: bool = JsonOption
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., metavar="REF", autocompletion=complete_ref),
+    json_out: bool = JsonOption,
 ) -> None:
     """Tests that apply to REF, where each comes from, and its latest result."""
     from lineage.ops.tests import describe_tests

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
+from lineage.extras import require_extra
+
 # Several lineage processes (CLI calls, cascade workers) write the same SQLite file.
 # WAL lets readers run during a write; busy_timeout makes writers queue instead of
 # failing; BEGIN IMMEDIATE takes the write lock up front so two writers never
@@ -28,6 +30,8 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    if url.startswith("postgresql"):
+        require_extra("postgres", "a PostgreSQL graph DB")
     if url.startswith("postgresql://"):
         # psycopg 3 is the driver we ship; the bare scheme would ask for psycopg2.
         url = "postgresql+psycopg://" + url[len("postgresql://") :]

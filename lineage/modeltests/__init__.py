@@ -15,7 +15,7 @@ scored with a nearest-centroid probe; see `lineage.modeltests.predictor`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lineage.modeltests.declarations import (
     PARAMS_BY_KIND,
@@ -29,6 +29,17 @@ from lineage.modeltests.outcome import TestOutcome
 if TYPE_CHECKING:
     from lineage.modeltests.runner import run_model_test
 
+
+def __getattr__(name: str) -> object:
+    # The runner imports torch: loaded on first use, so that resolving declarations
+    # (`lineage show`, `tests list`) stays a light read.
+    if name == "run_model_test":
+        from lineage.modeltests.runner import run_model_test
+
+        return run_model_test
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "PARAMS_BY_KIND",
     "TEST_KINDS",
@@ -38,13 +49,3 @@ __all__ = [
     "run_model_test",
     "validate_test_name",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The runner imports torch: only when a test is run, so that reading test
-    # declarations and results (`lineage show`, `lineage ui`) stays light.
-    if name == "run_model_test":
-        from lineage.modeltests.runner import run_model_test
-
-        return run_model_test
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -131,7 +131,11 @@ def commit(
 
 def link(workspace: Workspace, child: str, parent: str, *, kind: str = "other") -> VersionInfo:
     """Add a derivation edge between two existing versions (refuses cycles)."""
-    return workspace.version_by_id(workspace.graph.link(child, parent, kind))
+    version = workspace.version_by_id(workspace.graph.link(child, parent, kind))
+    from lineage.tracking.mirror import queue_version
+
+    queue_version(workspace, version)  # its MLflow version gains the parent tag
+    return version
 
 
 def _create_version(
@@ -208,7 +212,11 @@ def _create_version(
             new_model=new_model,
         )
     )
-    return workspace.version_by_id(version_id)
+    version = workspace.version_by_id(version_id)
+    from lineage.tracking.mirror import queue_version
+
+    queue_version(workspace, version)  # MLflow registers it, off this command's path
+    return version
 
 
 def delta_bases(

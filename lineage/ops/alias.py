@@ -39,9 +39,13 @@ def set_alias(
 ) -> AliasEvent:
     """Point `alias` of ref's model at ref's version; the change is recorded."""
     check_free_form(alias)
-    return workspace.graph.set_alias(
+    event = workspace.graph.set_alias(
         ref, alias, action="set", actor=actor or default_author(), reason=reason
     )
+    from lineage.tracking.mirror import queue_aliases
+
+    queue_aliases(workspace, [event.model])  # MLflow follows, off this command's path
+    return event
 
 
 def remove_alias(
@@ -54,4 +58,7 @@ def remove_alias(
     )
     if event is None:
         raise VersionNotFoundError(f"model {name!r} has no alias {alias!r}")
+    from lineage.tracking.mirror import queue_aliases
+
+    queue_aliases(workspace, [name])
     return event

@@ -13,13 +13,27 @@ whose champion was derived (directly or not) from the rolled-back version, to it
 most recent earlier champion that was not. Targets must exist and have passed their
 tests. `previous` is restored to what it was when the target was last champion.
 
-Atomicity, in the lineage DB and MLflow alike: every version that will carry an
-alias is registered in MLflow first (idempotent, nothing moves yet); then one DB
-transaction writes the aliases and the `alias_events` rows (who, when, why,
-from → to) and, before it commits, the MLflow aliases and alias-history tags are
-moved. If anything fails, the transaction rolls back and the MLflow aliases are put
-back as they were (compensation). Should compensation itself fail (MLflow died
-mid-way), the error says so and `lineage sync mlflow` repairs MLflow from the DB.
+How each change reaches MLflow (`MlflowMirror`):
+
+- `promote` and `rollback` (a person, the promotion flow): **atomic**. Every version that
+  will carry an alias is registered in MLflow first (idempotent, under its lineage
+  number; nothing moves yet); then one DB transaction writes the aliases and the
+  `alias_events` rows (who, when, why, from → to) and, before it commits, the MLflow
+  registry aliases are moved. If anything fails, the transaction rolls back and the
+  MLflow aliases are put back as they were (compensation); should compensation itself
+  fail (MLflow died mid-way), the error says so and `lineage sync mlflow` repairs MLflow
+  from the DB. So whoever loads `models:/NAME@champion` after the command returns gets
+  what lineage says serves — which matters most for a rollback. The whole step holds the
+  workspace's MLflow mirror lock, so the background writer cannot re-read aliases half-way.
+- the cascade's `gate`: **queued**. The DB moves; the registry aliases follow through the
+  background writer (`lineage.tracking`), which always copies the DB's current aliases,
+  so a slow tracking server does not hold a cascade and replays converge.
+- the alias history reaches MLflow through the queue in both cases: one small run per
+  recorded change in the model's experiment, written after the DB commits.
+
+A successful promotion emits `lineage.model.promoted`, a rollback
+`lineage.model.rolled_back` per model it moved (when a Prefect API is configured; a
+failure to emit is a warning on the result, never an undone promotion).
 
 `gate` is the rule the cascade applies to a re-derived version: a pass makes it
 `candidate`, and `champion` (through `promote`) when its model promotes automatically.
@@ -29,7 +43,7 @@ Every alias move of promote, rollback and the gate goes through `_execute` here.
 >>> _ = declare_model_test(ws, "base", "small", "size", {"max_bytes": 100_000_000})
 >>> run_tests(ws, "ft@1").passed
 True
->>> promote(ws, "ft@1", reason="first release", track=False).to_version
+>>> promote(ws, "ft@1", reason="first release", mlflow="off").to_version
 1
 >>> ws.model("ft").aliases
 {'champion': 1}
@@ -37,13 +51,19 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from lineage.errors import PromotionError, TrackingError, VersionNotFoundError
+from lineage.errors import (
+    OrchestrationError,
+    PromotionError,
+    TrackingError,
+    VersionNotFoundError,
+)
 from lineage.provenance import default_author
 from lineage.records import AliasEvent, ModelInfo, VersionInfo
+from lineage.tracking.events import PROMOTED_EVENT, ROLLED_BACK_EVENT
 
 if TYPE_CHECKING:
     from lineage.graph.repo import GraphRepo
@@ -54,6 +74,10 @@ PREVIOUS = "previous"
 CANDIDATE = "candidate"
 #: The serving aliases: moved only by this module's gate, promote and rollback.
 GATED_ALIASES = frozenset({CHAMPION, PREVIOUS, CANDIDATE})
+
+#: How an alias change reaches MLflow: with the DB in one all-or-nothing step, after
+#: the DB commits through the background writer, or not now (`lineage sync mlflow`).
+MlflowMirror = Literal["atomic", "queued", "off"]
 
 # Test seam: called after each model's MLflow aliases moved, inside the DB
 # transaction. Tests point it at something that fails, to prove nothing is left
@@ -83,6 +107,7 @@ class PromotionResult:
     events: list[AliasEvent] = field(default_factory=list)
     cascaded: dict[str, tuple[int, int]] = field(default_factory=dict)  # model -> (from, to)
     mlflow_aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. a Prefect event not sent
 
     @property
     def changed(self) -> bool:
@@ -101,6 +126,7 @@ class PromotionResult:
                 for name, (old, new) in self.cascaded.items()
             },
             "mlflow_aliases": self.mlflow_aliases,
+            "warnings": self.warnings,
         }
 
 
@@ -181,13 +207,13 @@ def promote(
     actor: str | None = None,
     reason: str = "",
     approved_by: str | None = None,
-    track: bool = True,
+    mlflow: MlflowMirror = "atomic",
 ) -> PromotionResult:
     """Make `ref` the champion of its model if all its tests passed.
 
     Raises `PromotionError` (tests missing or failed, approval required) before
-    anything changes, and `TrackingError` when MLflow cannot be reached. Without
-    `track`, only the lineage DB moves (`lineage sync mlflow` mirrors it later).
+    anything changes, and `TrackingError` when MLflow cannot be reached (with the
+    default `mlflow="atomic"`; see the module docstring for the other ways).
     """
     version = workspace.resolve(ref)
     what = f"cannot promote {version.ref}"
@@ -210,7 +236,9 @@ def promote(
             moves.append(AliasMove(model.name, PREVIOUS, current, "promote", reason))
         if model.aliases.get(CANDIDATE) == version.number:
             moves.append(AliasMove(model.name, CANDIDATE, None, "promote", reason))
-    _execute(workspace, moves, [model.name], actor, result, track=track)
+    _execute(workspace, moves, [model.name], actor, result, mlflow=mlflow)
+    if result.changed:
+        _announce(workspace, result, PROMOTED_EVENT, {model.name: (current, version.number)})
     return result
 
 
@@ -272,7 +300,7 @@ def rollback(
     cascade: bool = False,
     actor: str | None = None,
     reason: str = "",
-    track: bool = True,
+    mlflow: MlflowMirror = "atomic",
 ) -> PromotionResult:
     """Move `champion` of `name` back (to `to`, else the previous champion).
 
@@ -324,7 +352,10 @@ def rollback(
             )
             result.cascaded[other.name] = (champion, earlier.number)
             models.append(other.name)
-    _execute(workspace, moves, models, actor, result, track=track)
+    _execute(workspace, moves, models, actor, result, mlflow=mlflow)
+    if result.changed:
+        moved = {name: (current.number, target.number), **result.cascaded}
+        _announce(workspace, result, ROLLED_BACK_EVENT, moved)
     return result
 
 
@@ -379,24 +410,26 @@ def gate(
     and consumes `candidate`) when its model promotes automatically. A model that needs
     approval, or whose promotion is refused, keeps it as `candidate` (why: `note`).
     Idempotent: aliases already on `ref` are left alone, so gating twice records
-    nothing new."""
+    nothing new. With `track`, MLflow follows through the queue (never in the way of
+    the cascade); without it, `lineage sync mlflow` mirrors the change later."""
     if not passed:
         return GateOutcome(ref=ref, passed=False, aliases=[], promoted=False)
     version = workspace.resolve(ref)
     if CHAMPION in version.aliases:
         return GateOutcome(ref, True, [], True, holds=sorted(version.aliases))
     model = workspace.model(version.model)
+    mirror: MlflowMirror = "queued" if track else "off"
     moved: list[str] = []
     if CANDIDATE not in version.aliases:
         moves = [AliasMove(model.name, CANDIDATE, version.number, "set", reason)]
-        _execute(workspace, moves, [model.name], actor, None, track=track)
+        _execute(workspace, moves, [model.name], actor, None, mlflow=mirror)
         moved.append(CANDIDATE)
     outcome = GateOutcome(ref=ref, passed=True, aliases=moved, promoted=False)
     if model.require_approval:
         outcome.note = "promotion needs approval (promotion flow)"
     elif model.auto_promote:
         try:
-            result = promote(workspace, ref, actor=actor, reason=reason, track=track)
+            result = promote(workspace, ref, actor=actor, reason=reason, mlflow=mirror)
         except PromotionError as exc:
             outcome.note = str(exc)
         else:
@@ -414,45 +447,43 @@ def _execute(
     actor: str | None,
     result: PromotionResult | None,
     *,
-    track: bool = True,
+    mlflow: MlflowMirror = "atomic",
 ) -> None:
-    """Apply `moves` to the lineage DB and (with `track`) MLflow together, or to neither.
-
-    The one alias writer of promote, rollback and the cascade's gate.
-    """
+    """Apply `moves` to the lineage DB, and to MLflow as `mlflow` says (see the module
+    docstring). The one alias writer of promote, rollback and the cascade's gate."""
     actor = actor or default_author()
-    if not track:
+    if mlflow != "atomic":
         with workspace.graph.transaction() as tx:
             events = _write_moves(tx, moves, actor)
         if result is not None:
             result.events.extend(events)
+        if mlflow == "queued" and events:
+            from lineage.tracking import queue_aliases
+
+            queue_aliases(workspace, models)
         return
     from lineage.tracking.backend import mlflow_session
-    from lineage.tracking.registry import (
-        apply_aliases,
-        ensure_registered_model,
-        event_tag,
-        mlflow_aliases,
-        register_in,
-    )
+    from lineage.tracking.mirror import mirror_in, queue_aliases
+    from lineage.tracking.queue import mirror_lock
+    from lineage.tracking.registry import apply_aliases, ensure_registered_model, mlflow_aliases
 
-    with mlflow_session(workspace) as client:
+    with mirror_lock(workspace), mlflow_session(workspace) as client:
+        mirror = mirror_in(client, workspace)
         # 1. Register, before anything moves, every version that will carry an alias.
-        mlflow_version: dict[tuple[str, int], str] = {}
         needed = {(m.model, m.to_version) for m in moves if m.to_version is not None}
         for name in models:
             ensure_registered_model(client, name)
             needed |= {(name, n) for n in workspace.model(name).aliases.values()}
-        for name, number in sorted(needed):
-            version = workspace.resolve(f"{name}@{number}")
-            mlflow_version[(name, number)] = register_in(client, workspace, version)
+        mlflow_version = {
+            (name, number): mirror.version(workspace.resolve(f"{name}@{number}"))
+            for name, number in sorted(needed)
+        }
         before = {name: mlflow_aliases(client, name) for name in models}
-        written_tags: list[tuple[str, str]] = []
         try:
             with workspace.graph.transaction() as tx:
                 # 2. The lineage DB, in this one transaction.
                 events = _write_moves(tx, moves, actor)
-                # 3. MLflow, before the DB commits: aliases, then the history tags.
+                # 3. The MLflow registry aliases, before the DB commits.
                 for name in models:
                     wanted = {
                         alias: mlflow_version[(name, number)]
@@ -461,21 +492,67 @@ def _execute(
                     apply_aliases(client, name, wanted)
                     if result is not None:
                         result.mlflow_aliases[name] = wanted
-                    # Mirror this change's events, and any earlier ones MLflow missed
-                    # (aliases set while it was down, or with `lineage alias`).
-                    existing = client.get_registered_model(name).tags or {}
-                    for event in tx.alias_history(name):
-                        key, value = event_tag(event)
-                        if existing.get(key) != value:
-                            client.set_registered_model_tag(name, key, value)
-                            written_tags.append((name, key))
                     if _after_mlflow_move is not None:
                         _after_mlflow_move(name)
         except BaseException as exc:
-            _compensate(client, before, written_tags, exc)
+            _compensate(client, before, exc)
             raise
     if result is not None:
         result.events.extend(events)
+    # 4. The alias history (a run per change), off the critical path.
+    if events:
+        queue_aliases(workspace, models)
+
+
+def _announce(
+    workspace: Workspace,
+    result: PromotionResult,
+    event_name: str,
+    moved: Mapping[str, tuple[int | None, int]],
+) -> None:
+    """Tell Prefect which champions moved; a failure is a warning, not an undo."""
+    from lineage.tracking.events import emit_alias_change_if_configured
+
+    actor = result.events[0].actor if result.events else default_author()
+    reason = next((e.reason for e in result.events if e.alias == CHAMPION), "")
+    for name, (old, new) in moved.items():
+        try:
+            emit_alias_change_if_configured(
+                workspace,
+                event_name,
+                model=name,
+                from_version=old,
+                to_version=new,
+                actor=actor,
+                reason=reason,
+                extra={"action": result.action, "origin": f"{result.model}@{result.to_version}"},
+            )
+        except OrchestrationError as exc:
+            result.warnings.append(str(exc))
+
+
+def record_decision(
+    workspace: Workspace,
+    ref: str,
+    *,
+    approved: bool,
+    reviewer: str,
+    reason: str = "",
+    alias: str = CHAMPION,
+) -> AliasEvent:
+    """Record a reviewer's decision on making `ref` the `alias` of its model (an
+    `approve` or `reject` event in the alias history; nothing moves)."""
+    event = workspace.graph.record_alias_decision(
+        ref,
+        alias,
+        action="approve" if approved else "reject",
+        actor=reviewer or default_author(),
+        reason=reason,
+    )
+    from lineage.tracking import queue_aliases
+
+    queue_aliases(workspace, [event.model])
+    return event
 
 
 def _write_moves(tx: GraphRepo, moves: list[AliasMove], actor: str) -> list[AliasEvent]:
@@ -498,20 +575,13 @@ def _write_moves(tx: GraphRepo, moves: list[AliasMove], actor: str) -> list[Alia
     return events
 
 
-def _compensate(
-    client: Any,
-    before: dict[str, dict[str, str]],
-    written_tags: list[tuple[str, str]],
-    cause: BaseException,
-) -> None:
-    """Put MLflow back as it was before a failed promotion/rollback."""
+def _compensate(client: Any, before: dict[str, dict[str, str]], cause: BaseException) -> None:
+    """Put the MLflow aliases back as they were before a failed promotion/rollback."""
     from lineage.tracking.registry import apply_aliases
 
     try:
         for name, aliases in before.items():
             apply_aliases(client, name, aliases)
-        for name, key in written_tags:
-            client.delete_registered_model_tag(name, key)
     except Exception as exc:
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
         raise TrackingError(
@@ -523,10 +593,12 @@ def _compensate(
 __all__ = [
     "AliasMove",
     "GateOutcome",
+    "MlflowMirror",
     "PromotionResult",
     "check_tests_passed",
     "gate",
     "promote",
+    "record_decision",
     "rollback",
     "set_model_policy",
 ]

@@ -269,6 +269,9 @@ def run_tests(
     outcomes = _run_on_version(
         workspace, version, [(r.declaration, r.declared_on) for r in resolved], data
     )
+    from lineage.tracking.mirror import queue_tests
+
+    queue_tests(workspace, version, outcomes)  # an MLflow test run, off this command's path
     return TestReport(version.ref, outcomes, {r.declaration.name: r.declared_on for r in resolved})
 
 

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from lineage.errors import RunnerError
+from lineage.extras import require_extra
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -55,19 +56,17 @@ def connect(timeout_s: float | None = None) -> DockerClient:
             calls open as long as they need, which long steps require.
 
     Raises:
-        EngineUnavailableError: the `docker` package is missing or no engine answers.
+        EngineUnavailableError: no engine answers.
+        MissingExtraError: the [docker] extra (the Docker SDK) is not installed.
 
     Example:
         >>> client = connect()            # doctest: +SKIP
         >>> client.version()["Version"]   # doctest: +SKIP
         '20.10.24+dfsg1'
     """
-    try:
-        import docker
-    except ImportError as exc:  # pragma: no cover - docker is a core dependency
-        raise EngineUnavailableError(
-            "the `docker` Python package is not installed; `pip install docker`"
-        ) from exc
+    require_extra("docker", "running steps in containers")
+    import docker
+
     try:
         client = docker.from_env(timeout=PING_TIMEOUT_S)
         client.ping()

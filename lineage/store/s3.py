@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lineage.errors import StoreError
+from lineage.extras import require_extra
 from lineage.store.backend import Entry, ObjectStore, TooLargeError
 from lineage.store.buffers import BufferPool
 from lineage.store.s3_lock import DEFAULT_LEASE_SECONDS, S3Lock
@@ -35,6 +36,7 @@ class S3ObjectStore(ObjectStore):
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        require_extra("s3", "an S3 object store")
         import boto3
         import botocore.config
         import botocore.exceptions

@@ -5,15 +5,17 @@ Embedded default: MLflow's SQLite store and artifact folder inside the workspace
 used instead when `$MLFLOW_TRACKING_URI` or the workspace config
 (`[mlflow] tracking_uri`) names one; lineage then behaves the same.
 
-The embedded store is migrated once, before first use (`init_tracking`, which
-`lineage init` calls): a fresh MLflow SQLite DB takes seconds of alembic
+The embedded store is created lazily, on first use (`lineage init` does not touch
+MLflow, so it stays fast): a fresh MLflow SQLite DB takes seconds of alembic
 migrations, and several processes migrating the same new DB at once fail. So the
 migration runs under a file lock, on a per-user template that is then copied into
 each new workspace (later workspaces cost a file copy, not a migration).
 
-Every MLflow call goes through `mlflow_session(workspace)`, which points MLflow at
-the workspace's store (tracking and registry URI, restored afterwards) and turns any
-MLflow or network failure into one `TrackingError` line.
+Every MLflow call goes through `mlflow_session(workspace)`, which yields an
+`MlflowClient` bound to the workspace's URI and turns any MLflow or network failure
+into one `TrackingError` line. lineage never sets MLflow's process-wide tracking URI
+and uses no fluent API (`mlflow.start_run`, `mlflow.log_*`): every call names its
+client, so threads and a caller's own MLflow setup are left alone.
 
 MLflow is imported inside functions only: `import lineage` must stay light.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lineage.errors import LineageError, TrackingError
+from lineage.redact import redact_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,10 +46,24 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 # A server that does not answer within this many seconds counts as unreachable.
 HEALTH_TIMEOUT_S = 5.0
+# MLflow's client settings lineage relies on (public MLflow environment variables, set
+# only when unset): its HTTP client retries with exponential backoff for minutes by
+# default, and a tracking write should fail in seconds (the queue keeps it for later);
+# and it prints "View run … at: URL" on stdout, which would corrupt `--json` output.
+CLIENT_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 
 
 def mlflow_dir(workspace: Workspace) -> Path:
     return workspace.lineage_dir / MLFLOW_DIR
+
+
+def embedded_uri(workspace: Workspace) -> str:
+    return f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
 
 
 def tracking_uri(workspace: Workspace) -> str:
@@ -56,14 +73,12 @@ def tracking_uri(workspace: Workspace) -> str:
     embedded SQLite store.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or workspace.config.mlflow_tracking_uri
-    if uri:
-        return uri
-    return f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
+    return uri or embedded_uri(workspace)
 
 
 def is_embedded(workspace: Workspace) -> bool:
     """True when the workspace uses its own SQLite store (no tracking server)."""
-    return tracking_uri(workspace) == f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
+    return tracking_uri(workspace) == embedded_uri(workspace)
 
 
 def artifact_root(workspace: Workspace) -> str | None:
@@ -87,7 +102,7 @@ def _template_db() -> Path:
     template = cache / f"mlflow-{_mlflow_version()}.db"
     if template.exists():
         return template
-    with _file_lock(cache / f"mlflow-{_mlflow_version()}.lock"):
+    with file_lock(cache / f"mlflow-{_mlflow_version()}.lock"):
         if template.exists():  # another process built it while we waited
             return template
         scratch = Path(tempfile.mkdtemp(prefix="lineage-mlflow-", dir=cache))
@@ -104,17 +119,25 @@ def _migrate(db_path: Path, artifacts: Path) -> None:
     """Create and migrate an MLflow SQLite store (tracking + registry tables)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())
+    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())  # type: ignore[no-untyped-call]
     store.engine.dispose()
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock on `path` (created if missing); yields whether it
+    was acquired (always True when blocking). Each call opens the file anew, so the
+    lock also excludes other threads of this process."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
-            yield
+            fcntl.flock(handle.fileno(), flags)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
@@ -125,6 +148,7 @@ def init_tracking(workspace: Workspace) -> str:
     Embedded: create `.lineage/mlflow/` with a migrated SQLite DB (copied from the
     per-user template) and the artifact folder, under a file lock so concurrent
     first uses do not race. Server: check that it answers (`TrackingError` if not).
+    Called by every `mlflow_session`, so nothing needs to call it up front.
     """
     uri = tracking_uri(workspace)
     if not is_embedded(workspace):
@@ -137,7 +161,7 @@ def init_tracking(workspace: Workspace) -> str:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / ARTIFACTS_DIR).mkdir(exist_ok=True)
-        with _file_lock(folder / ".migrate.lock"):
+        with file_lock(folder / ".migrate.lock"):
             if db_path.exists():
                 return uri
             staging = folder / (DB_FILE + ".tmp")
@@ -156,9 +180,8 @@ def init_tracking(workspace: Workspace) -> str:
                     ((folder / ARTIFACTS_DIR / "0").as_uri(),),
                 )
                 conn.commit()
-                # WAL (a property of the file, so it sticks): cascade workers in
-                # several processes then read while one writes, instead of failing
-                # with "database is locked".
+                # WAL (a property of the file, so it sticks): a reader (the MLflow UI,
+                # a promotion) does not block the background writer, nor it them.
                 conn.execute("PRAGMA journal_mode=WAL")
             os.replace(staging, db_path)
     except LineageError:
@@ -171,11 +194,7 @@ def init_tracking(workspace: Workspace) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """Fail fast, with one line, when a tracking server does not answer.
-
-    MLflow's own HTTP client retries with exponential backoff for minutes; a
-    cascade step should fail in seconds instead.
-    """
+    """Fail fast, with one line, when a tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
     import requests
@@ -184,12 +203,12 @@ def check_reachable(uri: str) -> None:
         response = requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S)
     except requests.RequestException as exc:
         raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}); "
+            f"MLflow tracking server {redact_url(uri)} is unreachable ({type(exc).__name__}); "
             "start it or fix MLFLOW_TRACKING_URI, then run `lineage sync mlflow`"
         ) from exc
     if response.status_code >= 500:
         raise TrackingError(
-            f"MLflow tracking server {uri} answered HTTP {response.status_code}; "
+            f"MLflow tracking server {redact_url(uri)} answered HTTP {response.status_code}; "
             "retry later, then run `lineage sync mlflow`"
         )
 
@@ -201,43 +220,22 @@ def _one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def mlflow_session(workspace: Workspace) -> Iterator[MlflowClient]:
-    """An `MlflowClient` on the workspace's store, with the fluent API pointed there too.
+    """An `MlflowClient` on the workspace's store (created on first use).
 
-    Any failure inside becomes a `TrackingError` (lineage's own errors pass through).
-    The process-wide tracking/registry URIs are restored on exit, so a caller's own
-    MLflow setup is left as it was.
+    Any MLflow, network or SQL failure inside becomes a `TrackingError` (lineage's own
+    errors pass through). Nothing process-wide is changed but `CLIENT_SETTINGS`.
     """
-    with _SESSION_LOCK:
-        yield from _session(workspace)
-
-
-# MLflow's fluent API (start_run, log_model, log_input) reads process-wide URIs; a
-# session sets them and puts them back, so two threads (Prefect's thread-pool task
-# runner) must not interleave sessions. Order: this lock, then the graph DB's write
-# lock (promotion), never the other way round.
-_SESSION_LOCK = threading.RLock()
-
-
-def _session(workspace: Workspace) -> Iterator[MlflowClient]:
-    import mlflow
     from mlflow import MlflowClient
 
-    # Bound MLflow's HTTP retries: an unreachable server must fail a step quickly.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    uri = init_tracking(workspace)  # migrates the embedded store, or checks the server
-    saved = _save_uris()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    for name, value in CLIENT_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    uri = init_tracking(workspace)  # creates the embedded store, or checks the server
     try:
         yield MlflowClient(tracking_uri=uri, registry_uri=uri)
     except LineageError:
         raise
     except _mlflow_failures() as exc:
-        raise TrackingError(f"MLflow at {_redact(uri)} failed: {_one_line(exc)}") from exc
-    finally:
-        _restore_uris(saved)
+        raise TrackingError(f"MLflow at {redact_url(uri)} failed: {_one_line(exc)}") from exc
 
 
 def _mlflow_failures() -> tuple[type[BaseException], ...]:
@@ -252,49 +250,25 @@ def _mlflow_failures() -> tuple[type[BaseException], ...]:
     return (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
 
 
-_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
-def _save_uris() -> tuple[dict[str, str | None], str | None, str | None]:
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env = {name: os.environ.get(name) for name in _URI_VARS}
-    return env, tracking_utils._tracking_uri, registry_utils._registry_uri
-
-
-def _restore_uris(saved: tuple[dict[str, str | None], str | None, str | None]) -> None:
-    """Put back the URIs a caller had: `mlflow.set_tracking_uri` also writes the
-    environment, and a leftover `MLFLOW_TRACKING_URI` would send the next
-    workspace's records into this one's store."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env, tracking, registry = saved
-    if tracking is not None:
-        mlflow.set_tracking_uri(tracking)
-    else:
-        tracking_utils._tracking_uri = None
-    registry_utils._registry_uri = registry
-    for name, value in env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def _redact(uri: str) -> str:
-    """A URI fit for an error message: no password."""
-    if "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+# Experiment ids by (tracking URI, model): looked up once per process.
+_experiments: dict[tuple[str, str], str] = {}
+_experiments_lock = threading.Lock()
 
 
 def experiment_id(client: MlflowClient, workspace: Workspace, model_name: str) -> str:
     """The MLflow experiment of a lineage model (`lineage/NAME`), created on first use
     with an explicit artifact location when embedded."""
+    key = (str(client.tracking_uri), model_name)
+    with _experiments_lock:
+        if key in _experiments:
+            return _experiments[key]
+    found_id = _find_or_create_experiment(client, workspace, model_name)
+    with _experiments_lock:
+        _experiments[key] = found_id
+    return found_id
+
+
+def _find_or_create_experiment(client: MlflowClient, workspace: Workspace, model_name: str) -> str:
     name = f"lineage/{model_name}"
     found = client.get_experiment_by_name(name)
     if found is not None:

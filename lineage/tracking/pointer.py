@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from lineage.provenance import DISTRIBUTION, WEIGHT_LIBRARIES, package_version
@@ -119,27 +119,10 @@ def pointer_config(workspace: Any, version: Any) -> dict[str, str]:
     return config
 
 
-def _save_pyfunc(
-    path: str, mlflow_model: Any, validate_serving_input: bool = False, **kwargs: Any
-) -> None:
-    import mlflow.pyfunc
-
-    mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-
-
-#: `mlflow.pyfunc` as a `Model.log` flavor (any object with `save_model` is one) that
-#: accepts `validate_serving_input`, which `mlflow.pyfunc.log_model` offers no way to
-#: turn off. That check round-trips the input example through a loaded model, i.e. it
-#: would check the weights out of the store and import torch on every registration
-#: (seconds, and memory, in a step that otherwise moves a few kB of config). The
-#: example is still checked against the signature when the model is saved.
-_POINTER_FLAVOR = SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc)
-
-
-#: MLflow loggers that speak while a pointer model is logged, about nothing a lineage
+#: MLflow loggers that speak while a pointer model is saved, about nothing a lineage
 #: user can act on: the example-vs-signature check (INFO) and requirements that differ
 #: from this environment (a source checkout has no installed distribution to match).
-_LOG_TIME_CHATTER = ("mlflow.pyfunc", "mlflow.utils.requirements_utils")
+_LOG_TIME_CHATTER = ("mlflow.pyfunc", "mlflow.models", "mlflow.utils.requirements_utils")
 
 
 @contextmanager
@@ -156,20 +139,61 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def log_pointer_model_in_run(workspace: Any, version: Any, name: str, tags: dict[str, str]) -> Any:
-    """Log `version`'s pointer model in the active MLflow run; returns MLflow's `ModelInfo`."""
+def log_pointer_model(
+    client: Any,
+    experiment_id: str,
+    workspace: Any,
+    version: Any,
+    *,
+    name: str,
+    tags: dict[str, str],
+    run_id: str | None = None,
+) -> Any:
+    """Log `version`'s pointer model as a LoggedModel of `experiment_id` (an output of
+    `run_id` when given) through `client` alone; returns the READY `LoggedModel`.
+
+    The model is saved to a scratch folder with `mlflow.pyfunc.save_model` and uploaded
+    with the client, so no process-wide MLflow state (active run, tracking URI) is
+    touched. MLflow's serving-input check is not run: it would load the model, i.e.
+    check the weights out of the store and import torch on every registration; the
+    input example is still checked against the signature when the model is saved.
+    """
+    import mlflow.pyfunc
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
-    with _quiet(_LOG_TIME_CHATTER):
-        return Model.log(
-            artifact_path=None,
-            name=name,
-            flavor=_POINTER_FLAVOR,
-            python_model=str(ENTRY_FILE),
-            model_config=pointer_config(workspace, version),
-            pip_requirements=pointer_requirements(),
-            signature=pointer_signature(workspace, version),
-            input_example=INPUT_EXAMPLE,
-            tags=tags,
-            validate_serving_input=False,
-        )
+    config = pointer_config(workspace, version)
+    logged = client.create_logged_model(
+        experiment_id,
+        name=name,
+        source_run_id=run_id,
+        tags=tags,
+        params=config,
+        model_type="lineage-pointer",
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="lineage-pointer-") as scratch:
+            local = Path(scratch) / "model"
+            description = Model(
+                artifact_path=logged.artifact_location,
+                model_uuid=logged.model_id,
+                run_id=run_id,
+                model_id=logged.model_id,
+            )
+            with _quiet(_LOG_TIME_CHATTER):
+                mlflow.pyfunc.save_model(
+                    path=str(local),
+                    mlflow_model=description,
+                    python_model=str(ENTRY_FILE),
+                    model_config=config,
+                    pip_requirements=pointer_requirements(),
+                    signature=pointer_signature(workspace, version),
+                    input_example=INPUT_EXAMPLE,
+                )
+            client.log_model_artifacts(logged.model_id, str(local))
+        if run_id is not None:
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    return client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)

@@ -1,16 +1,16 @@
-"""`lineage sync mlflow`: bring MLflow back in step with the lineage DB.
+"""`lineage sync mlflow`: drain the queue, then make sure MLflow holds the lineage.
 
-The lineage DB is the source of truth. When MLflow was unreachable during a cascade
-step (or a promotion's compensation could not reach it), MLflow is left behind; this
-replays, idempotently, everything MLflow should hold:
+The lineage DB is the source of truth. Sync first writes every queued record (waiting
+for a background writer to finish), then checks, model by model, idempotently:
 
-1. every version registered (pointer LoggedModel + model version with parent tags);
+1. every version registered, under its own number (earlier versions first);
 2. a derive run for each version made by a recipe, from the metrics and loss curve
-   the cascade kept in the version's provenance (`extra["metrics"]`,
-   `extra["loss_curve"]`, `extra["cascade_id"]`), when no derive run exists;
-3. a test run for each version with results in `test_results`, when missing;
-4. the registry aliases and the alias-history tags.
+   kept in its provenance (`extra["metrics"]`, `extra["loss_curve"]`);
+3. a test run for each version's newest results, when MLflow lacks it;
+4. the registry aliases equal to lineage's, and a run per alias-history event.
 
+It reports what it had to add, registered models whose numbers lineage did not assign
+(versions registered by hand shift the numbers), and queued jobs MLflow refused.
 Running it twice changes nothing the second time.
 """
 
@@ -20,14 +20,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lineage.errors import TrackingError
+from lineage.redact import redact_url
+from lineage.tracking import queue
 from lineage.tracking.backend import experiment_id, mlflow_session, tracking_uri
+from lineage.tracking.mirror import mirror_in
 from lineage.tracking.registry import (
+    foreign_versions,
+    mirrored_alias_event_ids,
     mlflow_aliases,
-    model_versions_by_number,
-    register_in,
-    sync_aliases_in,
+    registered_versions,
 )
-from lineage.tracking.runs import DERIVE, TEST, find_step_run, latest_test_results
+from lineage.tracking.runs import DERIVE, find_step_run, has_test_run
+from lineage.tracking.writer import drain_locked
 
 if TYPE_CHECKING:
     from lineage.workspace import Workspace
@@ -35,18 +40,29 @@ if TYPE_CHECKING:
 
 @dataclass
 class SyncReport:
-    """What `sync_workspace` had to add or change (empty lists: MLflow was in step)."""
+    """What `sync_workspace` wrote (empty lists: MLflow was in step)."""
 
     tracking_uri: str
+    queued_written: int = 0
     models: list[str] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)
     derive_runs: list[str] = field(default_factory=list)
     test_runs: list[str] = field(default_factory=list)
     aliases_changed: dict[str, dict[str, str]] = field(default_factory=dict)
+    alias_history_runs: int = 0
+    foreign_versions: dict[str, list[str]] = field(default_factory=dict)
+    failed_jobs: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.registered or self.derive_runs or self.test_runs or self.aliases_changed)
+        return bool(
+            self.queued_written
+            or self.registered
+            or self.derive_runs
+            or self.test_runs
+            or self.aliases_changed
+            or self.alias_history_runs
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -55,51 +71,76 @@ class SyncReport:
 
 
 def sync_workspace(workspace: Workspace, names: Sequence[str] | None = None) -> SyncReport:
-    """Repair MLflow from the lineage DB for `names` (default: every model)."""
-    from lineage.tracking.runs import record_derive, record_tests
-
-    report = SyncReport(tracking_uri=tracking_uri(workspace))
-    models = [workspace.model(name) for name in names] if names else workspace.models()
-    for model in models:
-        report.models.append(model.name)
-        versions = list(reversed(workspace.log(model.name)))  # oldest first
-        with mlflow_session(workspace) as client:
-            registered = model_versions_by_number(client, model.name)
-            experiment = experiment_id(client, workspace, model.name)
-            missing_derive = [
-                v
-                for v in versions
-                if v.recipe_id and find_step_run(client, experiment, v, DERIVE) is None
-            ]
-            missing_tests = [
-                v
-                for v in versions
-                if find_step_run(client, experiment, v, TEST) is None
-                and latest_test_results(workspace, v.id)
-            ]
-            for version in versions:
-                if version.number not in registered and version not in missing_derive:
-                    register_in(client, workspace, version)
-                    report.registered.append(version.ref)
-        # Parents first (versions of other models may be parents): derive runs log
-        # the parents' pointer models as inputs, which registers nothing new.
-        for version in missing_derive:
-            # Metrics, loss curve and cascade id come from the version's provenance.
-            record_derive(
-                workspace,
-                version,
-                flow_run_id=(version.extra or {}).get("flow_run_id"),
-                image_digest=version.image_digest,
+    """Drain the queue, then repair MLflow from the lineage DB for `names` (default:
+    every model). Raises `TrackingError` when MLflow cannot be reached."""
+    report = SyncReport(tracking_uri=redact_url(tracking_uri(workspace)))
+    with queue.writer_lock(workspace, blocking=True):
+        models = [workspace.model(name) for name in names] if names else workspace.models()
+        try:
+            before = _registry_state(workspace, [m.name for m in models])
+        except TrackingError as exc:
+            queued = len(queue.pending(workspace))
+            raise TrackingError(f"{exc} ({queued} MLflow record(s) still queued)") from exc
+        drained = drain_locked(workspace)
+        report.queued_written = drained.written
+        if drained.error:
+            raise TrackingError(
+                f"{drained.error} ({drained.remaining} MLflow record(s) still queued)"
             )
-            report.derive_runs.append(version.ref)
-            if version.number not in registered:
-                report.registered.append(version.ref)
-        for version in missing_tests:
-            record_tests(workspace, version)
-            report.test_runs.append(version.ref)
-        with mlflow_session(workspace) as client:
-            before = mlflow_aliases(client, model.name)
-            after = sync_aliases_in(client, workspace, model.name)
-        if before != after:
-            report.aliases_changed[model.name] = after
+        # Oldest model first: parents are usually older, and are mirrored first anyway.
+        versions = {model.name: list(reversed(workspace.log(model.name))) for model in models}
+        order = sorted(models, key=lambda m: versions[m.name][0].id if versions[m.name] else 0)
+        for model in order:
+            report.models.append(model.name)
+            _sync_model(workspace, model.name, versions[model.name], report)
+        after = _registry_state(workspace, report.models)
+    for name in report.models:
+        old_numbers, old_aliases = before.get(name, (set(), {}))
+        new_numbers, new_aliases = after[name]
+        report.registered += [f"{name}@{n}" for n in sorted(new_numbers - old_numbers)]
+        if new_aliases != old_aliases:
+            report.aliases_changed[name] = new_aliases
+    report.failed_jobs = [job.name for job in queue.failed_jobs(workspace)]
     return report
+
+
+def _registry_state(
+    workspace: Workspace, names: Sequence[str]
+) -> dict[str, tuple[set[int], dict[str, str]]]:
+    """Per model: the lineage numbers registered in MLflow, and the registry aliases."""
+    with mlflow_session(workspace) as client:
+        return {
+            name: (set(registered_versions(client, name)), mlflow_aliases(client, name))
+            for name in names
+        }
+
+
+def _sync_model(workspace: Workspace, name: str, versions: list[Any], report: SyncReport) -> None:
+    with queue.mirror_lock(workspace), mlflow_session(workspace) as client:
+        mirror = mirror_in(client, workspace)
+        experiment = experiment_id(client, workspace, name)
+        for version in versions:
+            needs_run = bool(version.recipe_id) and (
+                find_step_run(client, experiment, version, DERIVE) is None
+            )
+            if needs_run or version.number not in mirror.registered(name):
+                mirror.version(version, write_run=needs_run)
+                if needs_run:
+                    report.derive_runs.append(version.ref)
+            results = list(workspace.graph.latest_results(version.id).values())
+            if results and not has_test_run(client, workspace, version, results):
+                mirror.tests(version, results, {})
+                report.test_runs.append(version.ref)
+        history_before = len(mirrored_alias_event_ids(client, experiment))
+        mirror.aliases(name)
+        report.alias_history_runs += (
+            len(mirrored_alias_event_ids(client, experiment)) - history_before
+        )
+        foreign = foreign_versions(client, name)
+        shifted = [
+            f"{name}@{number}=v{mv.version}"
+            for number, mv in mirror.registered(name).items()
+            if str(mv.version) != str(number)
+        ]
+        if foreign or shifted:
+            report.foreign_versions[name] = foreign + shifted

@@ -334,7 +334,7 @@ def test_sweep_reports_regressions(prefect_server: str, tmp_path: Path) -> None:
     add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
     declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
     assert run_tests(ws, "base@1").passed
-    promote(ws, "base@1", track=False)
+    promote(ws, "base@1", mlflow="off")
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         state = sweep_flow(workspace=str(ws.root), track=False, return_state=True)
         assert state.is_completed()

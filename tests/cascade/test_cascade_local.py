@@ -82,9 +82,11 @@ def test_local_cascade_with_tracking(
     assert nodes["ft-q"]["aliases"] == ["candidate"]
     ws = Workspace.open(small_family.root)
     assert ws.model("ft").aliases == {"champion": 2}  # promote() consumed `candidate`
-    # MLflow holds the derive and test runs, tagged with the Prefect flow run.
-    from lineage.tracking import mlflow_session
+    # MLflow holds the derive and test runs, tagged with the Prefect flow run, once the
+    # queue the cascade filled (off its path) is written.
+    from lineage.tracking import mlflow_session, sync_workspace
 
+    sync_workspace(ws)
     with mlflow_session(ws) as client:
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = client.search_runs(experiments, "tags.`lineage.ref` = 'ft@2'")

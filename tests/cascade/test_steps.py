@@ -32,7 +32,7 @@ def tested(sqlite_workspace, tiny_weights):  # type: ignore[no-untyped-def]
     commit(ws, "m", source=tiny_weights(1))
     declare_model_test(ws, "m", "small-enough", "size", {"max_params": 100_000})
     assert run_tests(ws, "m@1").passed and run_tests(ws, "m@2").passed
-    promote(ws, "m@1", track=False)
+    promote(ws, "m@1", mlflow="off")
     return ws
 
 

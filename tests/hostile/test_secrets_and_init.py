@@ -24,7 +24,7 @@ def test_unreachable_db_init_leaves_nothing_and_hides_the_password(tmp_path: Pat
 def test_unreachable_tracking_server_init_leaves_nothing(tmp_path: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": f"http://user:{SECRET}@127.0.0.1:{free_port()}"}
     (tmp_path / "existing").mkdir()
-    done = run_cli(["init", "existing"], tmp_path, check=False, env=env)
+    done = run_cli(["init", "existing", "--tracking"], tmp_path, check=False, env=env)
     assert done.returncode == 14, done.stderr
     assert SECRET not in done.stderr
     assert list((tmp_path / "existing").iterdir()) == []  # the folder was the user's

@@ -154,3 +154,32 @@ def record_results(
                     ran_at=datetime.now(UTC),
                 )
             )
+
+
+@contextlib.contextmanager
+def mlflow_uri(ws: Any) -> Iterator[None]:
+    """MLflow's fluent API (`mlflow.pyfunc.load_model`) pointed at the workspace's store
+    for the block, as a user sets `MLFLOW_TRACKING_URI` (lineage itself never does)."""
+    from lineage.tracking import tracking_uri
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(ws)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def alias_runs(ws: Any, name: str) -> list[Any]:
+    """The runs mirroring a model's alias history, oldest event first."""
+    from lineage.tracking import mlflow_session
+
+    with mlflow_session(ws) as client:
+        experiment = client.get_experiment_by_name(f"lineage/{name}")
+        runs = client.search_runs(
+            [experiment.experiment_id], "tags.`lineage.step` = 'alias'", max_results=1000
+        )
+    return sorted(runs, key=lambda run: int(run.data.tags["lineage.alias_event_id"]))

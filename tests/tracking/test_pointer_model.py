@@ -13,23 +13,23 @@ import numpy as np
 from lineage.ops.add import add
 from lineage.ops.promote import promote
 from lineage.provenance import DISTRIBUTION, package_version
-from lineage.tracking import mlflow_session, register_version
+from lineage.tracking import register_version
 from lineage.tracking.pointer import INPUT_EXAMPLE, pointer_requirements
 
-from .conftest import record_results
+from .conftest import mlflow_uri, record_results
 
 
 def _model_info(ws: Any, uri: str) -> Any:
     import mlflow
 
-    with mlflow_session(ws):
+    with mlflow_uri(ws):
         return mlflow.models.get_model_info(uri)
 
 
 def _artifact(ws: Any, uri: str, name: str) -> str:
     import mlflow
 
-    with mlflow_session(ws):
+    with mlflow_uri(ws):
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{name}")).read_text()
 
 
@@ -69,7 +69,7 @@ def test_classifier_pointer_has_signature_example_and_labelled_output(
 
     record_results(ws, "clf@1")
     promote(ws, "clf@1")
-    with mlflow_session(ws):
+    with mlflow_uri(ws):
         model = mlflow.pyfunc.load_model("models:/clf@champion")
         out = model.predict(["a fine film", "dull and long"])
     assert list(out.columns) == ["LABEL_0", "LABEL_1"]

@@ -23,7 +23,7 @@ from lineage.testing import free_port
 from lineage.tracking import mlflow_session, record_derive, sync_workspace, tracking_uri
 from lineage.workspace import Workspace
 
-from .conftest import record_results
+from .conftest import mlflow_uri, record_results
 
 
 def _server_workspace(root: Path, uri: str) -> Workspace:
@@ -65,6 +65,7 @@ def test_server_mirror_promote_rollback_and_load(
         assert len(client.get_metric_history(run_id, "loss")) == 2
         # Over REST the version is a str; lineage compares it as one everywhere.
         assert isinstance(client.get_model_version_by_alias("srv-clf", "champion").version, str)
+    with mlflow_uri(ws):
         model = mlflow.pyfunc.load_model("models:/srv-clf@champion")
         out = np.asarray(model.predict(["good", "bad"]))
     assert out.shape == (2, 2)
@@ -111,7 +112,7 @@ def test_unreachable_server_fails_clearly_and_sync_repairs(
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: MLflow tracking")
 
     # Work recorded in lineage while MLflow was down (promoted without tracking)...
-    promote(ws, "fault-ft@1", reason="hotfix while MLflow was down", track=False)
+    promote(ws, "fault-ft@1", reason="hotfix while MLflow was down", mlflow="off")
     # ... is repaired once the server is back, idempotently.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     report = sync_workspace(ws)

@@ -7,6 +7,7 @@ promotion, rollback with --cascade, all-or-nothing on failure, sync.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from lineage.tracking import (
     sync_workspace,
 )
 from lineage.tracking.backend import mlflow_dir
+from lineage.tracking.queue import queue_dir
+from lineage.tracking.writer import drain
 
-from .conftest import record_results
+from .conftest import alias_runs, mlflow_uri, record_results
 
 
 def mlflow_alias_numbers(ws: Any, name: str) -> dict[str, int]:
@@ -113,9 +116,13 @@ def test_derive_and_test_runs_record_params_metrics_curve_tags_inputs(
         # The version is registered and tagged with its parents.
         mv = client.get_model_version("child", "1")
         assert mv.tags["lineage.parents"] == "base@1" and mv.tags["lineage.ref"] == "child@1"
-        # The SQLite registry keeps no model_id column: the id is in the source URI.
-        model_id = mv.model_id or mv.source.removeprefix("models:/")
-        assert client.get_logged_model(model_id).source_run_id == run_id
+        assert mv.run_id == run_id
+        # The derive run's output is the version's LoggedModel, with the recipe's metrics.
+        (output,) = client.get_run(run_id).outputs.model_outputs
+        assert output.model_id == mv.tags["lineage.logged_model_id"]
+        logged = client.get_logged_model(output.model_id)
+        assert logged.source_run_id == run_id
+        assert {m.key: m.value for m in logged.metrics}["accuracy"] == pytest.approx(0.91)
 
     record_results(ws, "child@1", names=("acc", "size"))
     test_run = record_tests(ws, child)
@@ -125,6 +132,11 @@ def test_derive_and_test_runs_record_params_metrics_curve_tags_inputs(
         assert data.metrics["test.acc.accuracy"] == pytest.approx(0.9)
         assert data.metrics["tests.passed"] == 1.0
         assert data.tags["lineage.step"] == "test"
+        # ... and on the version's LoggedModel, so MLflow's model page shows them.
+        logged = client.get_logged_model(output.model_id)
+        on_model = {m.key: m.value for m in logged.metrics}
+        assert on_model["test.acc.accuracy"] == pytest.approx(0.9)
+        assert on_model["test.size.passed"] == 1.0
 
 
 def test_pointer_model_loads_by_champion_alias_and_predicts(
@@ -137,7 +149,7 @@ def test_pointer_model_loads_by_champion_alias_and_predicts(
     record_results(ws, "clf@1")
     promote(ws, "clf@1", reason="first")
     assert mlflow_alias_numbers(ws, "clf") == {"champion": 1}
-    with mlflow_session(ws):
+    with mlflow_uri(ws):
         model = mlflow.pyfunc.load_model("models:/clf@champion")
         out = np.asarray(model.predict(["a fine film", "dull and long", "ok"]))
     assert out.shape == (3, 2)
@@ -159,7 +171,7 @@ def test_pointer_models_of_an_encoder_and_its_lora_adapter_predict(
     for ref in ("enc@1", "lora@1"):
         record_results(ws, ref)
         promote(ws, ref)
-    with mlflow_session(ws):
+    with mlflow_uri(ws):
         embeddings = np.asarray(
             mlflow.pyfunc.load_model("models:/enc@champion").predict(["a", "b c"])
         )
@@ -223,11 +235,19 @@ def test_promote_moves_champion_and_previous_and_records_history(
         ("previous", "promote", None, 1, "bob"),
         ("candidate", "promote", 2, None, "bob"),
     ]
+    # The alias history reaches MLflow as runs (queued, written by the writer), never
+    # as tags crowding the registered model.
+    drain(ws)
     with mlflow_session(ws) as client:
         tags = client.get_registered_model("m").tags
-    events = [v for k, v in sorted(tags.items()) if k.startswith("lineage.alias_event.")]
-    assert len(events) == len(ws.alias_history("m"))
-    assert '"actor": "bob"' in events[-3] and '"reason": "better"' in events[-3]
+    assert not [k for k in tags if k.startswith("lineage.alias_event")]
+    runs = alias_runs(ws, "m")
+    assert len(runs) == len(ws.alias_history("m"))
+    promotion = runs[-3]  # champion 1 -> 2, by bob
+    assert promotion.data.tags["lineage.actor"] == "bob"
+    assert promotion.data.tags["lineage.from_version"] == "1"
+    assert promotion.data.tags["lineage.to_version"] == "2"
+    assert promotion.data.tags["mlflow.note.content"] == "better"
     # Promoting the champion again changes nothing.
     assert not promote(ws, "m@2").changed
 
@@ -319,15 +339,12 @@ def test_failure_in_the_middle_leaves_nothing_half_done(
     assert {m.name: m.aliases for m in ws.models()} == before_db
     assert {name: mlflow_alias_numbers(ws, name) for name in before_db} == before_mlflow
     assert event_count(ws) == events
-    with mlflow_session(ws) as client:
-        tags = client.get_registered_model("base").tags
-    assert len([k for k in tags if k.startswith("lineage.alias_event.")]) == len(
-        ws.alias_history("base")
-    )
+    # Nothing of the failed rollback reaches the alias history in MLflow either.
+    drain(ws)
+    assert len(alias_runs(ws, "base")) == len(ws.alias_history("base"))
 
 
-def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weights: Any) -> None:
-    ws = sqlite_workspace
+def _ft_family(ws: Any, tiny_weights: Any) -> None:
     add(ws, "base", source=tiny_weights(0))
     add(
         ws,
@@ -341,13 +358,39 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
         ),
     )
     record_results(ws, "ft@1")
-    # Aliases moved in the lineage DB only (as if MLflow had been down).
-    promote(ws, "ft@1", track=False)
+    # Aliases moved in the lineage DB, their MLflow side queued (the writer is off).
+    promote(ws, "ft@1", mlflow="queued")
     set_model_policy(ws, "base", auto_promote=False)
-    gate(ws, "base@1", True, reason="tests passed", actor="ci", track=False)
+    gate(ws, "base@1", True, reason="tests passed", actor="ci")
+
+
+def test_sync_writes_the_queue_then_finds_nothing_to_repair(
+    sqlite_workspace: Any, tiny_weights: Any
+) -> None:
+    ws = sqlite_workspace
+    _ft_family(ws, tiny_weights)
+    # Adds and alias moves were queued, not written (LINEAGE_MLFLOW_WRITER=deferred).
+    assert not (mlflow_dir(ws) / "mlflow.db").exists()
     report = sync_workspace(ws)
-    assert report.changed
+    assert report.queued_written == 4  # base, ft (its derive run), two alias moves
+    assert sorted(report.registered) == ["base@1", "ft@1"]
+    assert report.derive_runs == []  # the queue had it
+    assert report.test_runs == ["ft@1"]  # results stored without `lineage test`: repaired
+    assert report.aliases_changed == {"base": {"candidate": "1"}, "ft": {"champion": "1"}}
+    assert mlflow_alias_numbers(ws, "ft") == {"champion": 1}
+    assert not sync_workspace(ws).changed
+
+
+def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weights: Any) -> None:
+    ws = sqlite_workspace
+    _ft_family(ws, tiny_weights)
+    # The queue is lost (a workspace restored from a backup without it): the lineage DB,
+    # the source of truth, is enough to rebuild MLflow.
+    shutil.rmtree(queue_dir(ws))
+    report = sync_workspace(ws)
+    assert report.changed and report.queued_written == 0
     assert set(report.derive_runs) == {"ft@1"} and set(report.test_runs) == {"ft@1"}
+    assert sorted(report.registered) == ["base@1", "ft@1"]
     with mlflow_session(ws) as client:
         (derive_run,) = client.search_runs(
             [client.get_experiment_by_name("lineage/ft").experiment_id],
@@ -358,10 +401,11 @@ def test_sync_repairs_mlflow_and_is_idempotent(sqlite_workspace: Any, tiny_weigh
         assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 0.5)]
     assert mlflow_alias_numbers(ws, "ft") == {"champion": 1}
     assert mlflow_alias_numbers(ws, "base") == {"candidate": 1}
+    assert len(alias_runs(ws, "base")) == 1 and report.alias_history_runs == 2
     assert not sync_workspace(ws).changed
     # An alias removed in lineage disappears from MLflow too (promotion consumes it).
     record_results(ws, "base@1")
-    promote(ws, "base@1", track=False)
+    promote(ws, "base@1", mlflow="off")
     assert set(sync_aliases(ws, "base")) == {"champion"}
     assert mlflow_alias_numbers(ws, "base") == {"champion": 1}
     assert register_version(ws, ws.resolve("base@1")) == "1"

@@ -115,7 +115,7 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
         if model != "base":
             run_tests(ws, f"{model}@1")
     for model in ("sentiment", "sentiment-int8", "sentiment-lora", "sentiment-small", "topic"):
-        promote(ws, f"{model}@1", reason="passed its tests", actor=AUTHOR, track=False)
+        promote(ws, f"{model}@1", reason="passed its tests", actor=AUTHOR, mlflow="off")
 
     # A new upstream version, and what the cascade made of it.
     started = datetime.now(UTC)
@@ -168,7 +168,9 @@ def build_demo_family(root: Path, graph_url: str = "") -> Workspace:
                     gate(ws, version.ref, True, reason="awaits approval", actor="lineage-cascade")
                     node["aliases"] = ["candidate"]
                 else:
-                    promote(ws, version.ref, reason="cascade", actor="lineage-cascade", track=False)
+                    promote(
+                        ws, version.ref, reason="cascade", actor="lineage-cascade", mlflow="off"
+                    )
                     node["aliases"] = ["champion", "previous"]
             nodes.append(node)
     counts: dict[str, int] = {}
