@@ -14,9 +14,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.futures import wait
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lineage.cascade.node import test_node, track_tests
@@ -61,7 +62,8 @@ def retest_task(workspace_root: str, ref: str, track: bool = True) -> dict[str, 
 @flow(
     name="lineage-sweep",
     flow_run_name="nightly sweep of champions",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
+    # prefect types a flow's task runner invariantly over its future type
+    task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     description="Re-test every champion and report regressions.",
 )
 def sweep_flow(

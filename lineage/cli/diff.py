@@ -35,9 +35,9 @@ def diff(
         say(f"  + {name}")
     for name in report.removed:
         say(f"  - {name}")
-    for path, changes in report.config.items():
-        for change in changes:
-            say(f"  {path}: {change}")
+    for path, config_changes in report.config.items():
+        for config_change in config_changes:
+            say(f"  {path}: {config_change}")
 
 
 def register(app: typer.Typer) -> None:

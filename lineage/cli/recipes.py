@@ -45,7 +45,8 @@ def recipes_show(
         print_json(data)
         return
     say(f"{recipe.id} ({recipe.kind}): {recipe.description}")
-    for name, spec in data["params"].get("properties", {}).items():
+    schema = recipe.params_schema()
+    for name, spec in schema.get("properties", {}).items():
         say(f"  {name:<16} default={spec.get('default')!r:<12} {spec.get('description', '')}")
 
 
