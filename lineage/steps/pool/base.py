@@ -1,0 +1,380 @@
+"""Warm workers and the pool that lends them to steps.
+
+A `Worker` is the host's handle on one warm worker (`lineage.steps.worker`): a
+subprocess or a container that has imported torch, transformers and PEFT once and runs
+one step after another. A `WorkerPool` is a `Runner`: it keeps one worker per slot,
+lends a free one to each step, and replaces a worker that crashed, timed out, ran out
+of memory or ran user code (the worker retires itself then), starting the replacement
+at once so the next step finds it warm.
+
+Every step of a pool gets the same fixed thread count (`step_threads`: `slots` steps
+at once must not oversubscribe the cores), written into its spec, so it is what the
+step's result, and the version's provenance, record.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lineage.steps.runners.base import LogTail, Runner, StepResult, check_spec, read_outcome
+from lineage.steps.runners.base import step_logger as default_logger
+from lineage.steps.runners.errors import OutOfMemoryError, RunnerError, StepTimeoutError
+from lineage.steps.spec import DeriveSpec, StepSpec, TestSpec
+from lineage.steps.worker import (
+    END_OF_STEP,
+    READY_FILE,
+    request_path,
+    response_path,
+    write_json_atomically,
+)
+
+log = logging.getLogger("lineage.steps.pool")
+
+#: How long a new worker may take to import torch & co. (minutes on a loaded machine).
+READY_TIMEOUT_S = 300.0
+#: Host-side poll of the response file; small next to any step.
+POLL_S = 0.01
+#: How often a waiting host checks that the worker is still alive.
+LIVENESS_S = 0.25
+
+
+def step_threads(slots: int, cores: int | None = None) -> int:
+    """Threads per step when `slots` steps run at once on `cores` cores.
+
+    `$LINEAGE_DERIVE_THREADS` when set (the explicit determinism knob); else the
+    determinism default, lowered so that the slots together use at most the cores.
+    The same count gives the same bytes, so it is recorded with every version.
+
+    >>> step_threads(2, cores=2), step_threads(1, cores=16), step_threads(8, cores=4)
+    (1, 2, 1)
+    """
+    from lineage.recipes.determinism import DERIVE_THREADS
+
+    if os.environ.get("LINEAGE_DERIVE_THREADS"):
+        return DERIVE_THREADS
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(DERIVE_THREADS, cores // max(1, slots)))
+
+
+@dataclass
+class Ending:
+    """How a step ended in a worker, as seen from the host."""
+
+    exit_code: int
+    reusable: bool  # the worker can take another step
+    oom: bool = False
+
+
+class Worker(ABC):
+    """The host's handle on one warm worker (see the module docstring).
+
+    Subclasses start the worker (`launch`), say whether it lives (`exit_code`), stop it,
+    and move a step's paths in and out of the worker (`stage`, `unstage`); the request,
+    the wait and the log routing are shared here.
+    """
+
+    where: ClassVar[str]  # for messages: "in a warm subprocess"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.control: Path | None = None  # set by `launch`
+        self.steps = 0
+        self.import_seconds: float | None = None
+        self._tail: LogTail | None = None
+        self._partial = ""
+        self._step_ended = threading.Event()
+        self._killed = False
+
+    # ------------------------------------------------------------------ subclass part
+
+    @abstractmethod
+    def launch(self) -> None:
+        """Start the worker; return at once (it imports in the background)."""
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """None while the worker runs, else how it ended."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """End the worker now (a timeout)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """End the worker politely and remove what it used on the host."""
+
+    def stage(self, spec: StepSpec, seq: int) -> StepSpec:
+        """The spec as the worker sees it (a container maps paths); default: as is."""
+        return spec
+
+    def unstage(self, spec: StepSpec, seq: int) -> None:  # noqa: B027 (optional hook)
+        """After the step: bring its outputs to the host's output folder, clean up."""
+
+    def out_of_memory(self) -> bool:
+        """Whether the worker's end was the kernel's OOM killer."""
+        return False
+
+    # ------------------------------------------------------------------ shared part
+
+    def feed(self, chunk: str) -> None:
+        """Route worker output (any piece of it) line by line: to the current step's
+        log, or to the pool's debug log between steps."""
+        *lines, self._partial = (self._partial + chunk).split("\n")
+        for line in lines:
+            if line.startswith(END_OF_STEP):
+                self._step_ended.set()
+                continue
+            tail = self._tail
+            if tail is not None:
+                tail.feed(line + "\n")
+            elif line.strip():
+                log.debug("worker: %s", line.rstrip())
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until the worker has imported everything (or fail clearly)."""
+        assert self.control is not None
+        ready = self.control / READY_FILE
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            code = self.exit_code()
+            if code is not None:
+                raise RunnerError(f"a warm worker {self.where} exited ({code}) while starting")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RunnerError(f"a warm worker {self.where} was not ready after {timeout_s:g} s")
+            time.sleep(POLL_S * 5)
+        if self.import_seconds is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.import_seconds = float(json.loads(ready.read_text())["import_seconds"])
+
+    def run(self, spec: StepSpec, timeout_s: float | None, tail: LogTail) -> Ending:
+        """Run one (checked) step; its result or error file ends up in `spec.out`."""
+        assert self.control is not None
+        seq = self.steps + 1
+        inside = self.stage(spec, seq)
+        self._step_ended.clear()
+        self._tail = tail
+        try:
+            write_json_atomically(request_path(self.control, seq), {"spec": inside.to_json()})
+            self.steps = seq  # the worker now waits for the next number
+            ending = self._await(seq, timeout_s, spec.action)
+            # Output printed just before the response may still be in the pipe.
+            self._step_ended.wait(timeout=2.0)
+        finally:
+            self._tail = None
+            tail.close()
+            self.unstage(spec, seq)
+        return ending
+
+    def _await(self, seq: int, timeout_s: float | None, action: str) -> Ending:
+        assert self.control is not None
+        path = response_path(self.control, seq)
+        started = time.monotonic()
+        checked = started
+        while True:
+            if path.exists():
+                reply = json.loads(path.read_text())
+                path.unlink()
+                return Ending(int(reply["exit_code"]), reusable=not reply.get("retire"))
+            now = time.monotonic()
+            if timeout_s is not None and now - started > timeout_s:
+                self._killed = True
+                self.kill()
+                raise StepTimeoutError(
+                    f"{action} step timed out after {timeout_s:g} s; its worker was killed "
+                    "(a fresh one replaces it)"
+                )
+            if now - checked > LIVENESS_S:
+                checked = now
+                code = self.exit_code()
+                if code is not None and not path.exists():
+                    self._step_ended.set()  # nothing more will come
+                    return Ending(code, reusable=False, oom=self.out_of_memory())
+            time.sleep(POLL_S)
+
+
+class WorkerPool(Runner):
+    """A runner that keeps `slots` warm workers and lends one to each step.
+
+    Args:
+        slots: how many steps may run at once (one worker each).
+        threads: torch threads per step (default `step_threads(slots)`).
+        prestart: start every slot's worker now, in the background.
+
+    Subclasses set `name` and `new_worker`.
+    """
+
+    def __init__(self, slots: int = 1, *, threads: int | None = None, prestart: bool = True):
+        if slots < 1:
+            raise RunnerError(f"a worker pool needs at least one slot (got {slots})")
+        self.slots = slots
+        self.threads = threads or step_threads(slots)
+        self._free: list[Worker | None] = [None] * slots
+        self._cond = threading.Condition()
+        self._closed = False
+        self.replaced = 0  # workers started to replace one that could not go on
+        if prestart:
+            self._free = [self._start() for _ in range(slots)]
+
+    @abstractmethod
+    def new_worker(self) -> Worker:
+        """A worker of this pool's kind, not yet launched."""
+
+    def _start(self) -> Worker:
+        worker = self.new_worker()
+        worker.launch()
+        return worker
+
+    # ------------------------------------------------------------------ slots
+
+    def _acquire(self) -> Worker:
+        with self._cond:
+            while not self._free:
+                if self._closed:
+                    raise RunnerError("the worker pool is closed")
+                self._cond.wait()
+            if self._closed:
+                raise RunnerError("the worker pool is closed")
+            # Prefer a worker that is already up.
+            self._free.sort(key=lambda w: w is None or w.exit_code() is not None)
+            worker = self._free.pop(0)
+        try:
+            if worker is None or worker.exit_code() is not None:
+                if worker is not None:
+                    worker.stop()
+                    self.replaced += 1
+                worker = self._start()
+            worker.wait_ready()
+        except BaseException:
+            self._release(None)
+            raise
+        return worker
+
+    def _release(self, worker: Worker | None) -> None:
+        with self._cond:
+            if self._closed:
+                if worker is not None:
+                    worker.stop()
+                return
+            self._free.append(worker)
+            self._cond.notify()
+
+    def _replace(self, worker: Worker) -> Worker | None:
+        """Stop a worker that cannot go on; start its successor now (it warms up while
+        the host commits this step's output)."""
+        worker.stop()
+        self.replaced += 1
+        if self._closed:
+            return None
+        return self._start()
+
+    # ------------------------------------------------------------------ Runner
+
+    def run_step(
+        self,
+        spec: StepSpec,
+        *,
+        timeout_s: float | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> StepResult:
+        """Run the step on a free warm worker; see `Runner.run_step`."""
+        checked = check_spec(spec)
+        if isinstance(checked, DeriveSpec | TestSpec) and checked.threads is None:
+            checked = replace(checked, threads=self.threads)
+        tail = LogTail(logger or default_logger(), f"[{checked.action}]")
+        started = time.monotonic()
+        worker = self._acquire()
+        after: Worker | None = worker
+        try:
+            ending = worker.run(checked, timeout_s, tail)
+            if not ending.reusable:
+                after = self._replace(worker)
+        except BaseException:
+            after = self._replace(worker)
+            raise
+        finally:
+            self._release(after)
+        where = worker.where
+        if ending.oom:
+            raise OutOfMemoryError(
+                f"{checked.action} step ran out of memory {where} and was killed "
+                "(a fresh worker replaces it)"
+            )
+        result = read_outcome(checked, ending.exit_code, tail.lines, where)
+        return self._result(checked, result, time.monotonic() - started, tail, worker)
+
+    def _result(
+        self,
+        spec: StepSpec,
+        result: dict[str, Any],
+        seconds: float,
+        tail: LogTail,
+        worker: Worker,
+    ) -> StepResult:
+        return StepResult(
+            action=spec.action,
+            runner=self.name,
+            out_dir=Path(spec.out),
+            result=result,
+            seconds=seconds,
+            log_tail=list(tail.lines),
+        )
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        """Stop every idle worker now; busy ones stop when their step ends."""
+        with self._cond:
+            self._closed = True
+            workers, self._free = [w for w in self._free if w is not None], []
+            self._cond.notify_all()
+        for worker in workers:
+            worker.stop()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- shared pools
+
+_shared: dict[str, WorkerPool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pool(kind: str, factory: Callable[[int], WorkerPool], slots: int | None) -> WorkerPool:
+    """This process's pool of `kind`, made with `factory(slots)` on first use.
+
+    The cascade's tasks run in threads of one process (or one per Dask worker), and
+    all of them should draw on the same warm workers."""
+    with _shared_lock:
+        pool = _shared.get(kind)
+        if pool is None or pool._closed:
+            pool = factory(slots or 1)
+            _shared[kind] = pool
+        return pool
+
+
+def close_shared_pools() -> None:
+    """Stop the workers of every shared pool (end of a cascade, or at exit)."""
+    with _shared_lock:
+        pools = list(_shared.values())
+        _shared.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_shared_pools)
