@@ -7,12 +7,24 @@ soon as every parent it waits for has passed (not level by level), at most
 derive raised after retries, or its tests failed) blocks exactly its subtree;
 independent branches go on.
 
-Progress shows in the Prefect UI as a progress artifact updated per finished node;
-at the end a table artifact summarises every node and a markdown artifact draws the
-lineage subtree coloured by outcome.
+A node's tests run in its derive step, on the model the step just made (in the warm
+worker that made it); only a node found in the derive cache gets a separate test task.
+Steps run on warm workers (`lineage.steps.pool`: one subprocess or container per
+slot, started while Prefect starts) unless `warm=False`, each with a fixed thread
+count that keeps `concurrency` steps from oversubscribing the cores.
 
-Run it without a server (`lineage cascade base@2`: Prefect's ephemeral mode) or as
-a deployment triggered by `lineage.model.committed` (see `deployments.yaml`).
+The flow logs the plan once and one line per node event. Progress shows in the
+Prefect UI as a progress artifact updated per finished node; at the end a table
+artifact summarises every node (its parents, tests and outcome), a markdown artifact
+shows the same as a report the open-source UI renders (parents linked into
+`lineage ui` when `$LINEAGE_UI_URL` is set), and a link artifact points at the lineage
+graph (the UI, or an HTML file written into the workspace). A failed node emits the
+Prefect event `lineage.cascade.node.failed`, for automations.
+
+Run it without a server (`lineage cascade base@2`: a local ephemeral server is started
+once per process, and its start-up time reported; `lineage server start` keeps one
+running for repeated use) or as a deployment triggered by `lineage.model.committed`
+(see `deployments.yaml`).
 
 Tasks run on a thread pool in the flow's process by default, or on a Dask cluster
 (`task_runner="dask"`: a local multi-process cluster, or an existing scheduler by
@@ -24,6 +36,7 @@ workspace at the same path (and its database) can run them.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import queue
 import re
@@ -32,9 +45,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -49,7 +64,8 @@ from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
 from lineage.ops.promote import GateOutcome
-from lineage.render.plan import describe_plan, plan_mermaid, tests_label
+from lineage.render.plan import describe_plan, tests_label
+from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
 from tasks.common import Timed, open_workspace
 from tasks.derive import derive_task
 from tasks.gate import gate_task
@@ -68,7 +84,7 @@ _listeners: list[NodeListener] = []
 @contextmanager
 def listening(listener: NodeListener) -> Iterator[None]:
     """Call `listener(event, node_summary)` for every node event of cascades run in
-    this process ("start", "derived", "done"); for progress output."""
+    this process ("plan", "start", "derived", "tested", "done"); for progress output."""
     _listeners.append(listener)
     try:
         yield
@@ -134,6 +150,9 @@ class NodeRun:
     started: float | None = None
     finished: float | None = None
     work_s: float = 0.0  # time spent inside the node's tasks (the rest is orchestration)
+    compute_s: float = 0.0  # time its steps computed (recipe and tests, measured inside)
+    threads: int | None = None  # the derive step's torch threads
+    parents: list[str] = field(default_factory=list)  # the parent refs it was derived on
     # (stage, event, perf_counter): submitted/handled here, began/ended inside the task
     # (same clock when tasks run in this process); bench/cascade.py reads it.
     trace: list[tuple[str, str, float]] = field(default_factory=list)
@@ -157,6 +176,9 @@ class NodeRun:
             "start_s": None if self.started is None else round(self.started - self.origin, 4),
             "end_s": None if self.finished is None else round(self.finished - self.origin, 4),
             "work_s": round(self.work_s, 4),
+            "compute_s": round(self.compute_s, 4),
+            "threads": self.threads,
+            "parents": self.parents,
             "trace": [
                 (stage, event, round(at - self.origin, 4)) for stage, event, at in self.trace
             ],
@@ -177,10 +199,14 @@ class CascadeRun:
         reason: str,
         track: bool = True,
         cascade_id: str = "",
+        warm: bool = True,
+        threads: int | None = None,
     ) -> None:
         self.plan = plan
         self.root = workspace_root
         self.runner = runner
+        self.warm = warm
+        self.threads = threads
         self.concurrency = max(1, concurrency)
         self.retries = retries
         self.reason = reason
@@ -219,6 +245,7 @@ class CascadeRun:
         run = self.runs[model]
         run.status, run.started = "running", time.perf_counter()
         parents = self._parent_refs(run.node)
+        run.parents = parents
         task = derive_task.with_options(
             task_run_name=f"derive {model} on {', '.join(parents)}",
             retries=self.retries,
@@ -228,10 +255,18 @@ class CascadeRun:
             model,
             "derive",
             task.submit(
-                self.root, run.node, parents, self.runner, message, self.track, self.cascade_id
+                self.root,
+                run.node,
+                parents,
+                self.runner,
+                message,
+                self.track,
+                self.cascade_id,
+                self.warm,
+                self.threads,
             ),
         )
-        _notify("start", run.summary())
+        self._event("start", run, f"deriving on {', '.join(parents)} (replaces {run.node.old_ref})")
 
     def _submit_test(self, model: str) -> None:
         run = self.runs[model]
@@ -249,6 +284,12 @@ class CascadeRun:
         )
 
     # ------------------------------------------------------------------ outcomes
+    def _event(self, event: str, run: NodeRun, text: str) -> None:
+        """One log line per node event, and the same event to listeners (the CLI)."""
+        level = logging.ERROR if run.status == FAILED else logging.INFO
+        get_run_logger().log(level, "%s: %s", run.node.model, text)
+        _notify(event, run.summary())
+
     def _finish(self, model: str, status: str, error: str = "") -> None:
         run = self.runs[model]
         run.status, run.finished = status, time.perf_counter()
@@ -256,7 +297,43 @@ class CascadeRun:
             run.error = error
         self.finished += 1
         self._update_progress()
-        _notify("done", run.summary())
+        target = run.new_ref or run.node.old_ref
+        took = f" in {run.finished - (run.started or run.finished):.1f} s"
+        aliases = f" ({', '.join(run.aliases)})" if run.aliases else ""
+        if status == FAILED:
+            blocked = self.plan.subtree(model)
+            self._event(
+                "done",
+                run,
+                f"{target} failed{took}: {error}; blocking {', '.join(blocked) or 'nothing'}",
+            )
+            self._emit_failed(run, blocked)
+        else:
+            self._event("done", run, f"{target} {status}{aliases}{took}")
+
+    def _emit_failed(self, run: NodeRun, blocked: list[str]) -> None:
+        """`lineage.cascade.node.failed`, for automations (never fails the flow)."""
+        from lineage.tracking.events import NODE_FAILED_EVENT, emit
+
+        payload = {
+            "workspace": self.root,
+            "model": run.node.model,
+            "old_ref": run.node.old_ref,
+            "new_ref": run.new_ref,
+            "parents": run.parents,
+            "error": run.error,
+            "blocked": blocked,
+            "upstream": self.plan.upstream,
+            "replaces": self.plan.replaces,
+            "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        }
+        resource = {
+            "prefect.resource.id": f"lineage.model.{run.node.model}",
+            "prefect.resource.name": run.node.model,
+        }
+        warning = emit(NODE_FAILED_EVENT, resource, payload)
+        if warning:
+            get_run_logger().warning("%s: %s", run.node.model, warning)
 
     def _block_subtree(self, model: str) -> None:
         for below in self.plan.subtree(model):
@@ -265,7 +342,7 @@ class CascadeRun:
                 run.status = BLOCKED
                 run.error = f"not derived: {model} failed upstream of it"
                 self.finished += 1
-                _notify("done", run.summary())
+                self._event("done", run, f"blocked ({model} failed upstream of it)")
         self._update_progress()
 
     def _release_children(self, model: str, ready: list[tuple[int, int, str]]) -> None:
@@ -283,14 +360,7 @@ class CascadeRun:
         result = future.result(raise_on_failure=False)
         if isinstance(result, BaseException):
             first_line = str(result).splitlines()[0] if str(result) else ""
-            error = f"{stage} failed: {type(result).__name__}: {first_line}"
-            logger.error(
-                "%s: %s; blocking %s",
-                model,
-                error,
-                ", ".join(self.plan.subtree(model)) or "nothing below it",
-            )
-            self._finish(model, FAILED, error)
+            self._finish(model, FAILED, f"{stage} failed: {type(result).__name__}: {first_line}")
             self._block_subtree(model)
             return True
         assert isinstance(result, Timed)
@@ -306,17 +376,31 @@ class CascadeRun:
         value = result.value
         if isinstance(value, DeriveOutcome):
             run.new_ref, run.cached = value.new_ref, value.cached
-            _notify("derived", run.summary())
+            run.compute_s, run.threads = value.compute_s, value.threads
             if value.already_gated:
                 # A previous run tested and gated this version: gate again (idempotent)
                 # to finish a promotion it may have been killed in the middle of.
                 run.tests = {"passed": True, "skipped": True}
+                self._event("derived", run, f"reused {value.new_ref} (tested and gated before)")
                 self._submit_gate(model, True)
+            elif value.tests is not None:
+                self._record_tests(run, value.tests)
+                self._event(
+                    "derived",
+                    run,
+                    f"derived {value.new_ref} in {result.seconds:.1f} s "
+                    f"(compute {value.compute_s:.1f} s, {value.threads} thread(s)); "
+                    f"tests {tests_label(run.tests)}",
+                )
+                self._submit_gate(model, value.tests.passed)
             else:
+                how = "reused" if value.cached else "derived"
+                self._event("derived", run, f"{how} {value.new_ref}; testing")
                 self._submit_test(model)
             return False
         if isinstance(value, NodeTests):
-            run.tests = {"passed": value.passed, "total": value.total, "failed": value.failed}
+            self._record_tests(run, value)
+            self._event("tested", run, f"{value.ref}: tests {tests_label(run.tests)}")
             self._submit_gate(model, value.passed)
             return False
         assert isinstance(value, GateOutcome)
@@ -325,13 +409,16 @@ class CascadeRun:
             run.warnings.append(value.note)
         if not value.passed:
             failed = ", ".join(run.tests.get("failed") or []) or "see test results"
-            logger.warning("%s: tests failed (%s); blocking its subtree", run.new_ref, failed)
             self._finish(model, FAILED, f"tests failed: {failed}")
             self._block_subtree(model)
             return True
         self._finish(model, PROMOTED if value.promoted else CANDIDATE)
         self._release_children(model, ready)
         return True
+
+    @staticmethod
+    def _record_tests(run: NodeRun, tests: NodeTests) -> None:
+        run.tests = {"passed": tests.passed, "total": tests.total, "failed": tests.failed}
 
     def _update_progress(self) -> None:
         if self.progress_id is None:
@@ -392,40 +479,97 @@ class CascadeRun:
         }
 
 
+def _parent_labels(run: CascadeRun, node: dict[str, Any]) -> list[str]:
+    """The refs a node was derived on, or, if it was not derived, what the plan named."""
+    if node["parents"]:
+        return list(node["parents"])
+    planned = run.plan.node(node["model"]).parents
+    return [f"{p.model}@next" if p.source == "plan" else p.new_ref or p.old_ref for p in planned]
+
+
+def _ui_url() -> str | None:
+    """`lineage ui`'s address, when the user has said where it runs."""
+    url = os.environ.get("LINEAGE_UI_URL", "").strip()
+    return url.rstrip("/") if url.startswith(("http://", "https://")) else None
+
+
+def _linked(ref: str, ui: str | None) -> str:
+    """A ref as a Markdown link into the UI when it can be one (`@next` cannot)."""
+    text = ref.replace("|", "\\|")
+    if ui is None or ref.endswith("@next"):
+        return f"`{text}`"
+    return f"[`{text}`]({ui}/#/version/{quote(ref, safe='')})"
+
+
+def _graph_link(run: CascadeRun, key: str) -> tuple[str, str]:
+    """(URL, text) of the lineage graph: the UI when `$LINEAGE_UI_URL` is set, else a
+    self-contained HTML graph of the cascade's families written into the workspace."""
+    ui = _ui_url()
+    if ui is not None:
+        return f"{ui}/#/", "the lineage graph in lineage ui"
+    from lineage.render import RENDERERS
+    from lineage.render.view import graph_view
+
+    workspace = open_workspace(run.root)
+    models = sorted({run.plan.upstream.split("@", 1)[0], *(n.model for n in run.plan.nodes)})
+    html = RENDERERS["html"](graph_view(workspace, models))
+    folder = workspace.lineage_dir / "cascades"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}-{str(flow_run.id or 'local')[:8]}.html"
+    path.write_text(html)
+    return path.as_uri(), f"the lineage graph (HTML file {path})"
+
+
 def _publish_artifacts(run: CascadeRun, summary: dict[str, Any]) -> None:
+    """The cascade's artifacts: a table, a Markdown report (both render in the
+    open-source Prefect UI, unlike Mermaid) and a link to the lineage graph."""
     key = slug(run.plan.upstream)
-    rows = [
-        {
-            "node": n["model"],
-            "old → new": f"{n['old_ref']} → {n['new_ref'] or '-'}",
-            "tests": tests_label(n["tests"]),
-            "outcome": n["status"] + (" (reused)" if n["cached"] else ""),
-            "aliases": ", ".join(n["aliases"]),
-            "note": "; ".join(filter(None, [n["error"], *n["warnings"]])),
-        }
-        for n in summary["nodes"]
-    ]
+    ui = _ui_url()
+    rows = []
+    lines = []
+    for n in summary["nodes"]:
+        parents = _parent_labels(run, n)
+        outcome = n["status"] + (" (reused)" if n["cached"] else "")
+        note = "; ".join(filter(None, [n["error"], *n["warnings"]]))
+        rows.append(
+            {
+                "node": n["model"],
+                "old → new": f"{n['old_ref']} → {n['new_ref'] or '-'}",
+                "parents": ", ".join(parents),
+                "tests": tests_label(n["tests"]),
+                "outcome": outcome,
+                "aliases": ", ".join(n["aliases"]),
+                "note": note,
+            }
+        )
+        seconds = "-" if n["seconds"] is None else f"{n['seconds']:.1f} s"
+        new = _linked(n["new_ref"], ui) if n["new_ref"] else "-"
+        lines.append(
+            f"| {n['model']} | {_linked(n['old_ref'], ui)} → {new} | "
+            f"{', '.join(_linked(ref, ui) for ref in parents)} | {tests_label(n['tests'])} | "
+            f"**{outcome}** | {seconds} | {note.replace('|', '/')} |"
+        )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items()))
-    create_table_artifact(
-        rows,
-        key=f"{key}-cascade-summary",
-        description=f"cascade {run.plan.replaces} → {run.plan.upstream}: {counts}",
-    )
-    status = {n["model"]: n["status"] for n in summary["nodes"]}
+    title = f"cascade {run.plan.replaces} → {run.plan.upstream}"
+    create_table_artifact(rows, key=f"{key}-cascade-summary", description=f"{title}: {counts}")
+    url, link_text = _graph_link(run, key)
     markdown = "\n".join(
         [
             f"# Cascade {run.plan.replaces} → {run.plan.upstream}",
             "",
             f"{counts}. Levels: " + " | ".join(", ".join(level) for level in run.plan.levels),
             "",
-            "```mermaid",
-            plan_mermaid(run.plan, status),
-            "```",
+            "| node | old → new | parents | tests | outcome | time | note |",
+            "|---|---|---|---|---|---|---|",
+            *lines,
+            "",
+            f"Graph: [{link_text}]({url})",
         ]
     )
     create_markdown_artifact(
-        markdown, key=f"{key}-cascade-lineage", description="lineage subtree of the cascade"
+        markdown, key=f"{key}-cascade-lineage", description=f"lineage subtree of the {title}"
     )
+    create_link_artifact(url, link_text=link_text, key=f"{key}-cascade-graph")
 
 
 def _tag_flow_run(plan: CascadePlan) -> None:
@@ -471,6 +615,7 @@ def cascade_flow(
     concurrency: int = 4,
     retries: int = 2,
     track: bool = True,
+    warm: bool = True,
 ) -> dict[str, Any]:
     """Cascade the new version `upstream` (e.g. `base@2`) through the lineage graph.
 
@@ -482,33 +627,106 @@ def cascade_flow(
         concurrency: how many nodes may run at once.
         retries: retries of a step that failed for a transient reason.
         track: record derive and test runs, versions and aliases in MLflow.
+        warm: run steps on warm workers (one per slot, reused from step to step);
+            False starts a fresh process or container for every step.
 
     Returns:
-        The summary: one entry per node with its outcome, plus counts.
+        The summary: one entry per node with its outcome, plus counts, the workers
+        and the Prefect API used.
     """
     from lineage.workspace import Workspace
 
     logger = get_run_logger()
-    root = str(Workspace.open(workspace or None).root)
-    plan = build_plan(open_workspace(root), upstream, replaces or None)
-    _tag_flow_run(plan)
-    for line in describe_plan(plan):
-        logger.info(line)
-    run = CascadeRun(
-        plan,
-        root,
-        runner=runner,
-        concurrency=concurrency,
-        retries=retries,
-        reason=f"cascade {plan.replaces} -> {plan.upstream}: tests passed (flow run {flow_run.id})",
-        track=track,
-        cascade_id=f"{plan.replaces}->{plan.upstream}",
-    )
-    run.run()
-    summary = run.summary()
-    _publish_artifacts(run, summary)
-    logger.info("cascade finished: %s", summary["counts"])
-    return summary
+    threads = step_threads(concurrency)
+    pool = None
+    if warm and runner in POOLED_RUNNERS:
+        # Started now (if `run_cascade` has not already), so the workers import torch
+        # while the plan is made; tasks in this process draw on the same pool.
+        pool = pool_for(runner, concurrency, threads)
+    try:
+        root = str(Workspace.open(workspace or None).root)
+        plan = build_plan(open_workspace(root), upstream, replaces or None)
+        _tag_flow_run(plan)
+        lines = describe_plan(plan)
+        logger.info("\n".join(lines))
+        _notify("plan", {"lines": lines})
+        api = _api or _configured_api()
+        if api.started_here:
+            logger.info(
+                "Prefect: local server at %s started in %.1f s (set PREFECT_API_URL, e.g. to "
+                "a `lineage server start`, to skip this)",
+                api.url,
+                api.startup_s,
+            )
+        run = CascadeRun(
+            plan,
+            root,
+            runner=runner,
+            concurrency=concurrency,
+            retries=retries,
+            reason=f"cascade {plan.replaces} -> {plan.upstream}: tests passed "
+            f"(flow run {flow_run.id})",
+            track=track,
+            cascade_id=f"{plan.replaces}->{plan.upstream}",
+            warm=warm,
+            threads=threads,
+        )
+        run.run()
+        summary = run.summary()
+        summary["workers"] = {
+            "runner": runner,
+            "warm": pool is not None,
+            "slots": pool.slots if pool is not None else concurrency,
+            "threads": threads,
+            "replaced": pool.replaced if pool is not None else 0,
+        }
+        summary["prefect"] = api.to_dict()
+        _publish_artifacts(run, summary)
+        logger.info("cascade finished: %s", summary["counts"])
+        return summary
+    finally:
+        if pool is not None:
+            close_shared_pools()
+
+
+@dataclass
+class PrefectApi:
+    """The Prefect API a cascade ran against, and what it cost to start."""
+
+    url: str
+    started_here: bool  # a local ephemeral server started by this process
+    startup_s: float  # 0 when it was already running (or is someone else's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "api_url": self.url,
+            "ephemeral": self.started_here,
+            "startup_s": round(self.startup_s, 3),
+        }
+
+
+_api: PrefectApi | None = None  # what `run_cascade` set up, for the flow to report
+
+
+def _configured_api() -> PrefectApi:
+    from prefect.settings import PREFECT_API_URL
+
+    return PrefectApi(str(PREFECT_API_URL.value() or ""), False, 0.0)
+
+
+def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
+    """The configured Prefect API (nothing is started), else Prefect's local ephemeral
+    server, started once per process; and how long the start took."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return PrefectApi(str(configured), False, 0.0)
+    server = SubprocessASGIServer()
+    began = time.perf_counter()
+    server.start(timeout=startup_timeout_s)  # returns at once when already running
+    return PrefectApi(server.api_url, True, time.perf_counter() - began)
 
 
 def run_cascade(
@@ -520,17 +738,23 @@ def run_cascade(
     concurrency: int = 4,
     retries: int = 2,
     track: bool = True,
+    warm: bool = True,
     task_runner: str | None = None,
     dask_address: str | None = None,
     dask_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Run the cascade flow in this process (Prefect's local/ephemeral mode when no
-    API is configured), without the per-flow heartbeat thread.
+    """Run the cascade flow in this process, without the per-flow heartbeat thread.
+
+    With `$PREFECT_API_URL` (or the workspace's `[prefect] api_url`, which the CLI
+    exports) the run is recorded there and nothing is started; otherwise Prefect's
+    local ephemeral server is started once per process, while the warm workers start
+    too, and its start-up time is in the summary (`summary["prefect"]`).
 
     `task_runner` is `thread` (default) or `dask`; for `dask`, `dask_address` names an
     existing scheduler, else a local cluster of `dask_workers` processes runs the tasks
     (see `build_task_runner`).
     """
+    global _api
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -540,18 +764,24 @@ def run_cascade(
 
     kind = resolve_task_runner(task_runner, dask_address, dask_workers)
     chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
+    if warm and runner in POOLED_RUNNERS and kind == "thread":
+        # The workers import torch & co. while Prefect's server starts.
+        pool_for(runner, concurrency, step_threads(concurrency))
     # The ephemeral server needs more than Prefect's default 20 s to start on a
     # small, busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    try:
+        _api = ensure_prefect_api(startup)
+    except BaseException:
+        close_shared_pools()
+        raise
     settings: dict[Any, Any] = {
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup,
+        # Tasks (and Dask workers, which are other processes and would otherwise each
+        # start a server of their own) use the API just made sure of.
+        PREFECT_API_URL: _api.url,
     }
-    if kind == "dask" and not PREFECT_API_URL.value():
-        # Dask workers are other processes: without an API URL each would start an
-        # ephemeral server of its own. They get this one's address (Prefect passes
-        # the settings context to every task it submits).
-        settings[PREFECT_API_URL] = _ephemeral_api_url(startup)
     with temporary_settings(settings):
         return cascade_flow.with_options(task_runner=chosen)(
             upstream=upstream,
@@ -561,13 +791,5 @@ def run_cascade(
             concurrency=concurrency,
             retries=retries,
             track=track,
+            warm=warm,
         )
-
-
-def _ephemeral_api_url(startup_s: int) -> str:
-    """Start (once per process) Prefect's local ephemeral server; its API URL."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start(timeout=startup_s)
-    return server.api_url

@@ -31,6 +31,12 @@ def cascade(
         metavar="RUNNER",
         help="Where steps run: process, docker, or inline (this process).",
     ),
+    warm: bool = typer.Option(
+        True,
+        "--warm/--no-warm",
+        help="Run steps on warm workers (one subprocess or container per slot, reused "
+        "from step to step), or start a fresh one for every step.",
+    ),
     replaces: str = typer.Option(
         None,
         "--replaces",
@@ -82,7 +88,9 @@ def cascade(
 
     Tasks run on a thread pool here, or with `--task-runner dask` on a local Dask
     cluster of `--dask-workers` processes, or on the cluster at `--dask-address`
-    (its workers must see the workspace at the same path).
+    (its workers must see the workspace at the same path). Without a configured API,
+    the local server's start-up costs seconds per command: `lineage server start`
+    keeps one running.
     """
     from lineage.cascade.build import build_plan
     from lineage.cascade.cache import find_done
@@ -102,9 +110,6 @@ def cascade(
             for line in describe_plan(plan):
                 say(line)
         return
-    if not json_out:
-        for line in describe_plan(plan):
-            say(line, stderr=True)
     summary = _run(
         workspace,
         plan.upstream,
@@ -113,6 +118,7 @@ def cascade(
         concurrency,
         retries,
         track=track,
+        warm=warm,
         quiet=json_out,
         task_runner=task_runner,
         dask_address=dask_address,
@@ -139,6 +145,7 @@ def _run(
     retries: int,
     *,
     track: bool,
+    warm: bool = True,
     quiet: bool,
     task_runner: str = "thread",
     dask_address: str | None = None,
@@ -154,11 +161,17 @@ def _run(
     # telemetry, and lineage never reaches the internet on its own.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     flows = load("flows.cascade")
+    # The flow logs the plan once and one line per node event; those lines are the
+    # progress shown here. Step output stays in the task runs' logs (the Prefect UI).
+    flow_lines_shown = _quiet_task_runs_on_console()
 
     def show(event: str, node: dict[str, Any]) -> None:
-        if quiet:
+        if quiet or flow_lines_shown:
             return
-        if event == "start":
+        if event == "plan":
+            for line in node["lines"]:
+                say(line, stderr=True)
+        elif event == "start":
             say(f"→ deriving {node['model']} (replaces {node['old_ref']})", stderr=True)
         elif event == "derived":
             how = "reused" if node["cached"] else "derived"
@@ -181,11 +194,29 @@ def _run(
             concurrency=concurrency,
             retries=retries,
             track=track,
+            warm=warm,
             task_runner=task_runner,
             dask_address=dask_address,
             dask_workers=dask_workers,
         )
     return result
+
+
+def _quiet_task_runs_on_console() -> bool:
+    """Keep task runs' INFO lines (step output, state changes) off the console, where
+    the flow's own lines say what happens; they still reach the Prefect API. Returns
+    whether the flow's INFO lines reach the console at all."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("prefect.task_runs")
+
+    shown = False
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.addFilter(keep)
+            shown = handler.level <= logging.INFO
+    return shown and logging.getLogger("prefect.flow_runs").isEnabledFor(logging.INFO)
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:

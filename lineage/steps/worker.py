@@ -13,10 +13,15 @@ is a bind mount):
 
 Between steps the worker puts back the current directory and `sys.path`, and deletes
 what the step left in the temp folder, so the next step starts from the same state and
-never sees its files. A step that ran code other than lineage's own (a `module:function`
-or entry-point recipe, a `user` test, `code` folders, a probe's imports) answers with
-`retire`: the host stops this worker and starts a fresh one, so user code never shares
-a process with a later step.
+never sees its files. What happens after a step that ran code other than lineage's own
+(a `module:function` or entry-point recipe, a `user` test, `code` folders, a probe's
+imports) is the host's choice (`LINEAGE_WORKER_USER_CODE`):
+
+- `retire` (the docker pool): the worker answers with `retire` and exits; the host
+  starts a fresh one, so user code never shares a process with a later step;
+- `reload` (the process pool, which isolates nothing beyond a process anyway): the
+  worker forgets the modules the step imported from outside the installed libraries,
+  so the next step imports the user's code afresh, and goes on.
 
 The worker exits when the host goes away: when its stdin closes (`--lifeline`, the
 process runner's pipe), or after `LINEAGE_WORKER_IDLE_S` seconds without a request (a
@@ -46,6 +51,8 @@ POLL_S = 0.01
 #: Exit after this long without a request (a container outlives a killed host otherwise).
 IDLE_ENV = "LINEAGE_WORKER_IDLE_S"
 DEFAULT_IDLE_S = 900.0
+#: What a worker does after a step that ran user code: "retire" or "reload" (above).
+USER_CODE_ENV = "LINEAGE_WORKER_USER_CODE"
 #: What a warm worker imports before it says it is ready.
 PRELOAD = ("torch", "transformers", "peft", "lineage.recipes", "lineage.modeltests")
 
@@ -97,6 +104,17 @@ def _preload() -> float:
     return time.perf_counter() - started
 
 
+def _installed_roots() -> tuple[str, ...]:
+    """Where installed code lives: the standard library, site-packages, lineage."""
+    import sysconfig
+
+    import lineage
+
+    roots = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(str(Path(lineage.__file__).resolve().parent))
+    return tuple(sorted(os.path.join(os.path.realpath(r), "") for r in roots if r))
+
+
 class _Leftovers:
     """What a step leaves behind in this process, put back after every step."""
 
@@ -105,6 +123,16 @@ class _Leftovers:
         self.path = list(sys.path)
         self.tmp = Path(tempfile.gettempdir())
         self.tmp_entries = set(os.listdir(self.tmp))
+        self.modules = set(sys.modules)
+        self.installed = _installed_roots()
+
+    def forget_user_modules(self) -> None:
+        """Drop the modules imported since the worker started that are not installed
+        code (a user's recipe or test module): the next step imports them afresh."""
+        for name in set(sys.modules) - self.modules:
+            origin = getattr(sys.modules.get(name), "__file__", None)
+            if origin and not os.path.realpath(origin).startswith(self.installed):
+                del sys.modules[name]
 
     def clean(self) -> None:
         os.chdir(self.cwd)
@@ -143,7 +171,7 @@ def _next_request(control: Path, seq: int, idle_s: float) -> dict[str, Any] | No
 
 
 def _run_one(raw: Any) -> tuple[int, bool]:
-    """Run one requested step; (exit code, whether this worker must retire)."""
+    """Run one requested step; (exit code, whether it ran code other than lineage's)."""
     from lineage.steps.entry import _fail, run_spec
     from lineage.steps.spec import StepExit
 
@@ -161,6 +189,7 @@ def serve(control: Path, *, lifeline: bool | None = None) -> int:
     if lifeline if lifeline is not None else os.environ.get("LINEAGE_WORKER_LIFELINE") == "1":
         _watch_lifeline()
     idle_s = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)
+    reload_user_code = os.environ.get(USER_CODE_ENV) == "reload"
     import_s = _preload()
     leftovers = _Leftovers()
     write_json_atomically(
@@ -176,12 +205,15 @@ def serve(control: Path, *, lifeline: bool | None = None) -> int:
             return 0
         started = time.perf_counter()
         try:
-            exit_code, retire = _run_one(request.get("spec"))
+            exit_code, user_code = _run_one(request.get("spec"))
         finally:
             # The host waits for this line: all the step printed comes before it.
             print(f"{END_OF_STEP}{seq}", flush=True)
             sys.stderr.flush()
             leftovers.clean()
+        retire = user_code and not reload_user_code
+        if user_code and not retire:
+            leftovers.forget_user_modules()
         write_json_atomically(
             response_path(control, seq),
             {

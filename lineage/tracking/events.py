@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from lineage.workspace import Workspace
 
 COMMITTED_EVENT = "lineage.model.committed"
+#: A cascade node failed (its derive, tests or gate); its subtree is blocked.
+NODE_FAILED_EVENT = "lineage.cascade.node.failed"
 
 
 def prefect_api_url(workspace: Workspace) -> str | None:
@@ -71,6 +73,26 @@ def _flush_events(timeout_s: float = 30.0) -> None:
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
+
+
+def emit(
+    event: str, resource: dict[str, str], payload: dict[str, Any], *, flush: bool = False
+) -> str:
+    """Emit `event` to the Prefect API this process uses.
+
+    Prefect sends events in the background (and at exit); `flush` waits until they are
+    sent, for a process about to exit. Returns "" or a one-line warning: an
+    announcement that cannot be sent must not fail the work it announces (a cascade
+    goes on without its event)."""
+    try:
+        from prefect.events import emit_event
+
+        sent = emit_event(event, resource=resource, payload=payload)
+        if flush:
+            _flush_events()
+    except Exception as exc:
+        return f"could not emit {event} to Prefect: {exc}"
+    return "" if sent is not None else f"Prefect did not accept the {event} event"
 
 
 def emit_if_configured(workspace: Workspace, version: VersionInfo) -> bool:

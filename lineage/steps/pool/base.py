@@ -23,14 +23,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from lineage.steps.runners.base import LogTail, Runner, StepResult, check_spec, read_outcome
 from lineage.steps.runners.base import step_logger as default_logger
 from lineage.steps.runners.errors import OutOfMemoryError, RunnerError, StepTimeoutError
-from lineage.steps.spec import DeriveSpec, StepSpec, TestSpec
+from lineage.steps.spec import StepSpec
 from lineage.steps.worker import (
     END_OF_STEP,
     READY_FILE,
@@ -289,9 +289,7 @@ class WorkerPool(Runner):
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> StepResult:
         """Run the step on a free warm worker; see `Runner.run_step`."""
-        checked = check_spec(spec)
-        if isinstance(checked, DeriveSpec | TestSpec) and checked.threads is None:
-            checked = replace(checked, threads=self.threads)
+        checked = check_spec(spec, self.threads)
         tail = LogTail(logger or default_logger(), f"[{checked.action}]")
         started = time.monotonic()
         worker = self._acquire()

@@ -299,7 +299,7 @@ class DockerPool(WorkerPool):
         prestart: bool = True,
         **options: Any,
     ) -> None:
-        self.settings = DockerRunner(**options)
+        self.settings = DockerRunner(**options, threads=threads)
         self.client = self.settings._client or connect()
         self.image = self.settings.get_image(self.client)
         self.digest = image_digest(self.image)

@@ -5,7 +5,9 @@ runner's environment (`step_environment`: no credentials, offline Hugging Face
 settings, the network guard), its own session (a timeout kills it and everything it
 started), its own temp folder (emptied after every step) and a lifeline: it exits when
 the pipe on its stdin closes, so a host killed with SIGKILL leaves no worker behind.
-Isolation is that of the process runner: a separate process, nothing more.
+Isolation is that of the process runner: a separate process, nothing more; so a worker
+goes on after a step that ran user code, having forgotten that code's modules (the
+next step imports them afresh), instead of retiring as a container does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import ClassVar
 
 from lineage.steps.pool.base import Worker, WorkerPool
 from lineage.steps.runners.process import step_environment
+from lineage.steps.worker import USER_CODE_ENV
 
 
 class ProcessWorker(Worker):
@@ -50,6 +53,7 @@ class ProcessWorker(Worker):
                 **self.env,
                 "TMPDIR": str(tmp),
                 "LINEAGE_WORKER_LIFELINE": "1",
+                USER_CODE_ENV: "reload",
                 # Libraries that size their own pools from the cores: the slot's share.
                 "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads,

@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lineage.steps.runners.errors import NetworkAccessError, RunnerError, StepFailedError
-from lineage.steps.spec import ERROR_FILE, MODEL_DIR, RESULT_FILE, StepExit, StepSpec
+from lineage.steps.spec import (
+    ERROR_FILE,
+    MODEL_DIR,
+    RESULT_FILE,
+    DeriveSpec,
+    StepExit,
+    StepSpec,
+    TestSpec,
+)
 
 #: Lines of step output kept for error messages and `StepResult.log_tail`.
 LOG_TAIL_LINES = 40
@@ -117,10 +125,11 @@ class LogTail:
             self.logger.info("%s %s", self.prefix, line)
 
 
-def check_spec(spec: StepSpec) -> StepSpec:
+def check_spec(spec: StepSpec, threads: int | None = None) -> StepSpec:
     """Host-side checks before anything runs: inputs exist, the output folder is usable.
 
-    Returns the spec with an absolute output folder (created if missing).
+    Returns the spec with an absolute output folder (created if missing), and with
+    `threads` as its thread count unless it names one itself.
 
     Raises:
         RunnerError: an input path that does not exist, or an output folder in use.
@@ -135,6 +144,8 @@ def check_spec(spec: StepSpec) -> StepSpec:
         # A leftover result.json from an earlier try would read as this run's result.
         raise RunnerError(f"output folder {out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
+    if threads is not None and isinstance(spec, DeriveSpec | TestSpec) and spec.threads is None:
+        return replace(spec, out=str(out), threads=threads)
     return replace(spec, out=str(out))
 
 

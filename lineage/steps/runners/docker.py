@@ -100,6 +100,8 @@ class DockerRunner(Runner):
         network: give the step a network (default off; only for trusted special cases).
         labels: extra container labels (e.g. the flow run id, to find a step's container).
         client: a Docker client to reuse; default: connect on each step.
+        threads: torch threads of a step whose spec names none (default: the
+            determinism default).
 
     Example:
         >>> runner = DockerRunner(memory="2g", cpus=2)                       # doctest: +SKIP
@@ -121,7 +123,9 @@ class DockerRunner(Runner):
         network: bool = False,
         labels: Mapping[str, str] | None = None,
         client: DockerClient | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.threads = threads
         self.image = image or os.environ.get("LINEAGE_TASK_IMAGE") or DEFAULT_TASK_IMAGE
         self.cpus = cpus
         self.memory = _parse_memory(memory)
@@ -252,7 +256,7 @@ class DockerRunner(Runner):
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> StepResult:
         """Run the step in a fresh container; see `Runner.run_step`."""
-        checked = check_spec(spec)
+        checked = check_spec(spec, self.threads)
         action = checked.action
         started = time.monotonic()
         client = self._client or connect()
