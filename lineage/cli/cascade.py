@@ -203,13 +203,15 @@ def _run(
 
 
 def _quiet_task_runs_on_console() -> bool:
-    """Keep task runs' INFO lines (step output, state changes) off the console, where
-    the flow's own lines say what happens; they still reach the Prefect API. Returns
-    whether the flow's INFO lines reach the console at all."""
+    """Keep task runs' lines (step output, state changes, tracebacks) off the console,
+    where the flow's own lines say what happens; they still reach the Prefect API.
+    Returns whether the flow's INFO lines reach the console at all."""
     import logging
 
     def keep(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not record.name.startswith("prefect.task_runs")
+        # A task's warnings (retries) stay; its errors are the flow's one line per node.
+        task_line = record.name.startswith("prefect.task_runs")
+        return not task_line or record.levelno == logging.WARNING
 
     shown = False
     for handler in logging.getLogger().handlers:
