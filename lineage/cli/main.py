@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "lineage.cli.derive",
     "lineage.cli.tests",
     "lineage.cli.cascade",
+    "lineage.cli.server",
     "lineage.cli.promote",
     "lineage.cli.sync",
     "lineage.cli.image",
