@@ -34,6 +34,7 @@ import os
 import platform
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -316,7 +317,12 @@ def _root_writable() -> tuple[bool, str]:
 
 def run_probe(spec: ProbeSpec) -> dict[str, Any]:
     """Report the step's isolation from inside; optionally misbehave on request."""
-    report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid()}
+    report: dict[str, Any] = {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),  # a container's id
+    }
     try:
         import pwd
 
@@ -326,6 +332,14 @@ def run_probe(spec: ProbeSpec) -> dict[str, Any]:
     report["root_fs_writable"], report["root_fs_detail"] = _root_writable()
     report["tmp_writable"] = os.access("/tmp", os.W_OK)
     report["out_writable"] = os.access(spec.out, os.W_OK)
+    # What the step can see of other steps: its temp folder, and in a container the
+    # input and output mounts.
+    report["tmp_entries"] = sorted(os.listdir(tempfile.gettempdir()))
+    report["visible"] = {
+        folder: sorted(os.listdir(folder)) for folder in ("/in", "/out") if os.path.isdir(folder)
+    }
+    if spec.litter:
+        Path(tempfile.gettempdir(), "lineage-probe-litter").write_text("left behind")
     with contextlib.suppress(OSError):
         report["interfaces"] = sorted(os.listdir("/sys/class/net"))
     for name in spec.imports:

@@ -105,6 +105,7 @@ class ProbeSpec:
     sleep_s: float = 0.0
     imports: tuple[str, ...] = ()
     code: tuple[str, ...] = field(default=())
+    litter: bool = False  # leave a file in the temp folder (a later step must not see it)
 
     def inputs(self) -> Iterator[str]:
         yield from self.code
@@ -210,4 +211,5 @@ def parse_spec(raw: Any) -> StepSpec:
         sleep_s=float(raw.get("sleep_s") or 0.0),
         imports=_strings(raw, "imports"),
         code=_strings(raw, "code"),
+        litter=bool(raw.get("litter", False)),
     )
