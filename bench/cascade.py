@@ -290,6 +290,16 @@ def build_real_family(root: Path, steps: int) -> Any:
     return ws
 
 
+def _task_seconds(node: dict[str, Any]) -> dict[str, float]:
+    """Seconds inside each of a node's tasks (derive, test, gate), from its trace."""
+    at = {(stage, event): t for stage, event, t in node["trace"]}
+    return {
+        stage: at[(stage, "ended")] - at[(stage, "began")]
+        for stage in ("derive", "test", "gate")
+        if (stage, "ended") in at
+    }
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[round(q * (len(ordered) - 1))]
@@ -304,12 +314,19 @@ def report_real(plan: Any, summary: dict[str, Any], slots: int, flow_wall: float
     wall = {n["model"]: n["seconds"] for n in nodes}
     compute = {n["model"]: n["compute_s"] for n in nodes}
     overhead = {m: wall[m] - compute[m] for m in wall}
-    print(f"{'node':8} {'recipe':9} {'compute':>8} {'wall':>7} {'overhead':>9}  threads")
+    print(
+        f"{'node':8} {'recipe':9} {'compute':>8} {'wall':>7} {'overhead':>9} "
+        f"{'(derive task':>12} {'gate task':>9} {'other)':>7}  threads"
+    )
     for node in plan.to_derive:
         n = next(x for x in nodes if x["model"] == node.model)
+        task = _task_seconds(n)
+        host = task.get("derive", 0.0) - compute[node.model]
+        gate = task.get("gate", 0.0) + task.get("test", 0.0)
         print(
             f"{node.model:8} {node.recipe_id:9} {compute[node.model]:7.2f}s "
-            f"{wall[node.model]:6.2f}s {overhead[node.model]:8.2f}s  {n['threads']}"
+            f"{wall[node.model]:6.2f}s {overhead[node.model]:8.2f}s {host:11.2f}s "
+            f"{gate:8.2f}s {overhead[node.model] - host - gate:6.2f}s  {n['threads']}"
         )
     makespan = max(n["end_s"] for n in nodes) - min(n["start_s"] for n in nodes)
     path = critical_path(plan, compute)

@@ -1,11 +1,12 @@
 """The update cascade as a Prefect flow.
 
 `cascade_flow(upstream="base@2")` plans the cascade (`lineage.cascade`), then
-walks it: each node is a derive task, a test task and a gate task; a node starts as
-soon as every parent it waits for has passed (not level by level), at most
-`concurrency` nodes at a time, the tallest subtree first. A node that fails (its
-derive raised after retries, or its tests failed) blocks exactly its subtree;
-independent branches go on.
+walks it: each node is a derive task (which also runs the node's tests) and a gate
+task; a node starts as soon as every parent it waits for has passed (not level by
+level), at most `concurrency` nodes at a time, the one with the longest estimated work
+below it first (what the versions being replaced took: `CascadePlan.priorities`). A
+node that fails (its derive raised after retries, or its tests failed) blocks exactly
+its subtree; independent branches go on.
 
 A node's tests run in its derive step, on the model the step just made (in the warm
 worker that made it); only a node found in the derive cache gets a separate test task.
@@ -40,6 +41,7 @@ import logging
 import os
 import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -217,7 +219,7 @@ class CascadeRun:
             self.runs[node.model].status = SKIPPED
             self.runs[node.model].error = node.reason
         self.children = plan.children()
-        self.heights = plan.heights()
+        self.priority = plan.priorities()
         self.order = {n.model: i for i, n in enumerate(plan.to_derive)}
         self.waiting = {n.model: set(n.plan_parents) for n in plan.to_derive}
         self.events: queue.Queue[tuple[str, str, PrefectFuture[Any]]] = queue.Queue()
@@ -349,7 +351,7 @@ class CascadeRun:
         for child in self.children.get(model, []):
             self.waiting[child].discard(model)
             if not self.waiting[child] and self.runs[child].status == "pending":
-                heapq.heappush(ready, (-self.heights[child], self.order[child], child))
+                heapq.heappush(ready, (-self.priority[child], self.order[child], child))
 
     def _handle(
         self, model: str, stage: str, future: PrefectFuture[Any], ready: list[tuple[int, int, str]]
@@ -447,7 +449,7 @@ class CascadeRun:
         for node in self.plan.to_derive:
             if not self.waiting[node.model]:
                 heapq.heappush(
-                    ready, (-self.heights[node.model], self.order[node.model], node.model)
+                    ready, (-self.priority[node.model], self.order[node.model], node.model)
                 )
         in_flight = 0
         while self.finished < total:
@@ -708,6 +710,18 @@ class PrefectApi:
 _api: PrefectApi | None = None  # what `run_cascade` set up, for the flow to report
 
 
+#: What the derive and test tasks import on first use (torch and transformers among
+#: them): seconds that would otherwise land on the first node.
+HOST_MODULES = ("lineage.ops.derive", "lineage.ops.add", "lineage.modeltests", "lineage.recipes")
+
+
+def _preload_host_modules() -> None:
+    import importlib
+
+    for module in HOST_MODULES:
+        importlib.import_module(module)
+
+
 def _configured_api() -> PrefectApi:
     from prefect.settings import PREFECT_API_URL
 
@@ -764,9 +778,12 @@ def run_cascade(
 
     kind = resolve_task_runner(task_runner, dask_address, dask_workers)
     chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
-    if warm and runner in POOLED_RUNNERS and kind == "thread":
-        # The workers import torch & co. while Prefect's server starts.
-        pool_for(runner, concurrency, step_threads(concurrency))
+    if kind == "thread":
+        # While Prefect's server starts: the workers import torch & co., and so does
+        # this process, for what its tasks do around the steps (tests, recipes' params).
+        threading.Thread(target=_preload_host_modules, name="preload", daemon=True).start()
+        if warm and runner in POOLED_RUNNERS:
+            pool_for(runner, concurrency, step_threads(concurrency))
     # The ephemeral server needs more than Prefect's default 20 s to start on a
     # small, busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
