@@ -313,20 +313,24 @@ def report_real(plan: Any, summary: dict[str, Any], slots: int, flow_wall: float
         print(f"warning: {len(bad)} node(s) did not pass: {bad}")
     wall = {n["model"]: n["seconds"] for n in nodes}
     compute = {n["model"]: n["compute_s"] for n in nodes}
-    overhead = {m: wall[m] - compute[m] for m in wall}
+    queued = {n["model"]: n["queued_s"] for n in nodes}
+    # Overhead: what a node costs beyond its compute, not counting the time its step
+    # waited for a worker busy with another node's compute (that is the schedule).
+    overhead = {m: wall[m] - compute[m] - queued[m] for m in wall}
     print(
-        f"{'node':8} {'recipe':9} {'compute':>8} {'wall':>7} {'overhead':>9} "
-        f"{'(derive task':>12} {'gate task':>9} {'other)':>7}  threads"
+        f"{'node':8} {'recipe':9} {'compute':>8} {'wall':>7} {'queued':>7} {'overhead':>9}"
+        f" = {'host side':>9} + {'gate task':>9} + {'other':>6}  threads"
     )
     for node in plan.to_derive:
         n = next(x for x in nodes if x["model"] == node.model)
         task = _task_seconds(n)
-        host = task.get("derive", 0.0) - compute[node.model]
+        host = task.get("derive", 0.0) - compute[node.model] - queued[node.model]
         gate = task.get("gate", 0.0) + task.get("test", 0.0)
         print(
             f"{node.model:8} {node.recipe_id:9} {compute[node.model]:7.2f}s "
-            f"{wall[node.model]:6.2f}s {overhead[node.model]:8.2f}s {host:11.2f}s "
-            f"{gate:8.2f}s {overhead[node.model] - host - gate:6.2f}s  {n['threads']}"
+            f"{wall[node.model]:6.2f}s {queued[node.model]:6.2f}s "
+            f"{overhead[node.model]:8.2f}s   {host:8.2f}s   {gate:8.2f}s  "
+            f"{overhead[node.model] - host - gate:5.2f}s  {n['threads']}"
         )
     makespan = max(n["end_s"] for n in nodes) - min(n["start_s"] for n in nodes)
     path = critical_path(plan, compute)
@@ -336,7 +340,7 @@ def report_real(plan: Any, summary: dict[str, Any], slots: int, flow_wall: float
     prefect = summary.get("prefect") or {}
     workers = summary.get("workers") or {}
     print(
-        f"per-node overhead (wall - compute): p50 {_pct(values, 0.5):.2f}s, "
+        f"per-node overhead (wall - compute - queued): p50 {_pct(values, 0.5):.2f}s, "
         f"p95 {_pct(values, 0.95):.2f}s, max {max(values):.2f}s"
     )
     print(

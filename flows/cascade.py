@@ -153,6 +153,7 @@ class NodeRun:
     finished: float | None = None
     work_s: float = 0.0  # time spent inside the node's tasks (the rest is orchestration)
     compute_s: float = 0.0  # time its steps computed (recipe and tests, measured inside)
+    queued_s: float = 0.0  # time its step waited for a free warm worker
     threads: int | None = None  # the derive step's torch threads
     parents: list[str] = field(default_factory=list)  # the parent refs it was derived on
     # (stage, event, perf_counter): submitted/handled here, began/ended inside the task
@@ -179,6 +180,7 @@ class NodeRun:
             "end_s": None if self.finished is None else round(self.finished - self.origin, 4),
             "work_s": round(self.work_s, 4),
             "compute_s": round(self.compute_s, 4),
+            "queued_s": round(self.queued_s, 4),
             "threads": self.threads,
             "parents": self.parents,
             "trace": [
@@ -210,6 +212,10 @@ class CascadeRun:
         self.warm = warm
         self.threads = threads
         self.concurrency = max(1, concurrency)
+        # With warm workers the pool, not this count, bounds the steps computing at
+        # once; twice as many nodes in flight lets one node's checkout, commit and gate
+        # (work on this host) overlap another node's step.
+        self.in_flight_limit = self.concurrency * (2 if warm and runner in POOLED_RUNNERS else 1)
         self.retries = retries
         self.reason = reason
         self.track = track
@@ -378,7 +384,11 @@ class CascadeRun:
         value = result.value
         if isinstance(value, DeriveOutcome):
             run.new_ref, run.cached = value.new_ref, value.cached
-            run.compute_s, run.threads = value.compute_s, value.threads
+            run.compute_s, run.threads, run.queued_s = (
+                value.compute_s,
+                value.threads,
+                value.queued_s,
+            )
             if value.already_gated:
                 # A previous run tested and gated this version: gate again (idempotent)
                 # to finish a promotion it may have been killed in the middle of.
@@ -453,7 +463,7 @@ class CascadeRun:
                 )
         in_flight = 0
         while self.finished < total:
-            while ready and in_flight < self.concurrency:
+            while ready and in_flight < self.in_flight_limit:
                 _, _, model = heapq.heappop(ready)
                 if self.runs[model].status != "pending":
                     continue

@@ -84,7 +84,8 @@ class DeriveOutcome:
     `tests` holds the node's test results when they ran in the derive step itself (on
     the model it had just made); None when they still have to run (`test_node`).
     `compute_s` is the time the step spent computing (recipe and tests, measured
-    inside it); the rest of `seconds` is checkout, start-up, storing and bookkeeping.
+    inside it) and `queued_s` the time it waited for a free warm worker; the rest of
+    `seconds` is checkout, storing and bookkeeping.
     """
 
     model: str
@@ -99,6 +100,7 @@ class DeriveOutcome:
     tests: NodeTests | None = None
     compute_s: float = 0.0
     threads: int | None = None
+    queued_s: float = 0.0  # waiting for a free warm worker (other nodes were computing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +170,9 @@ def derive_node(
         if with_tests:
             tests = _tests_from_step(workspace, found, [t.declaration.name for t in resolved])
     extra = found.extra or {}
+    from lineage.steps.pool import WorkerPool
+
+    queued = runner.waited_s() if isinstance(runner, WorkerPool) and not cached else 0.0
     return DeriveOutcome(
         model=node.model,
         old_ref=node.old_ref,
@@ -183,6 +188,7 @@ def derive_node(
         if cached
         else float(extra.get("derive_seconds") or 0.0) + (tests.seconds if tests else 0.0),
         threads=extra.get("threads"),
+        queued_s=queued,
     )
 
 

@@ -223,6 +223,7 @@ class WorkerPool(Runner):
         self._free: list[Worker | None] = [None] * slots
         self._cond = threading.Condition()
         self._closed = False
+        self._waits = threading.local()
         self.replaced = 0  # workers started to replace one that could not go on
         if prestart:
             self._free = [self._start() for _ in range(slots)]
@@ -293,6 +294,7 @@ class WorkerPool(Runner):
         tail = LogTail(logger or default_logger(), f"[{checked.action}]")
         started = time.monotonic()
         worker = self._acquire()
+        self._waits.seconds = time.monotonic() - started
         after: Worker | None = worker
         try:
             ending = worker.run(checked, timeout_s, tail)
@@ -328,6 +330,11 @@ class WorkerPool(Runner):
             seconds=seconds,
             log_tail=list(tail.lines),
         )
+
+    def waited_s(self) -> float:
+        """How long the calling thread's last step waited for a free (and ready)
+        worker: queueing, not work, when more steps are ready than slots."""
+        return float(getattr(self._waits, "seconds", 0.0))
 
     # ------------------------------------------------------------------ lifetime
 
