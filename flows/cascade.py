@@ -272,6 +272,7 @@ class CascadeRun:
                 self.cascade_id,
                 self.warm,
                 self.threads,
+                self.priority[model],
             ),
         )
         self._event("start", run, f"deriving on {', '.join(parents)} (replaces {run.node.old_ref})")

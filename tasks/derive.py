@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from prefect import task
@@ -10,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lineage.cascade.node import DeriveOutcome, derive_node, track_derive, track_tests
 from lineage.cascade.plan import PlanNode
-from lineage.steps.pool import runner_for
+from lineage.steps.pool import WorkerPool, runner_for
 from tasks.common import Timed, flow_run_id, open_workspace, retry_if_transient
 
 
@@ -34,17 +35,24 @@ def derive_task(
     cascade_id: str = "",
     warm: bool = True,
     threads: int | None = None,
+    priority: float = 0.0,
 ) -> Timed[DeriveOutcome]:
     """Derive `node` on `parent_refs` (or find it already derived) and test the new
     version in the same step; record the runs in MLflow when `track` is set.
 
     `warm` runs the step on this process's warm worker pool of `runner` (process or
     docker), else in a fresh process or container; `threads` is each step's torch
-    thread count (recorded with the version)."""
+    thread count (recorded with the version); a step of a higher `priority` (the
+    cascade's estimated work below the node) gets the next free warm worker first."""
     began = time.perf_counter()
     workspace = open_workspace(workspace_root)
     step_runner = runner_for(runner, warm=warm, threads=threads)
-    outcome = derive_node(workspace, node, parent_refs, runner=step_runner, message=message)
+    with (
+        step_runner.prioritized(priority)
+        if isinstance(step_runner, WorkerPool)
+        else contextlib.nullcontext()
+    ):
+        outcome = derive_node(workspace, node, parent_refs, runner=step_runner, message=message)
     warnings = []
     if track and not outcome.cached:
         run_id = flow_run_id()

@@ -140,3 +140,29 @@ def test_thread_count_is_fixed_recorded_and_bit_identical(
     assert warm.loss_curve == cold.loss_curve
     # No oversubscription: the slots' threads together fit the cores.
     assert step_threads(2, cores=2) == 1 and step_threads(4, cores=16) == 2
+
+
+def test_a_free_worker_goes_to_the_highest_priority_first(
+    pool: ProcessPool, tmp_path: Path
+) -> None:
+    import threading
+
+    _probe(pool, tmp_path / "warm")  # the worker is up
+    finished: list[str] = []
+
+    def run(name: str, priority: float, sleep_s: float = 0.0) -> None:
+        with pool.prioritized(priority):
+            _probe(pool, tmp_path / name, sleep_s=sleep_s)
+        finished.append(name)
+
+    busy = threading.Thread(target=run, args=("busy", 0.0, 1.5))
+    busy.start()
+    time.sleep(0.3)  # the only worker is taken
+    low = threading.Thread(target=run, args=("low", 1.0))
+    low.start()
+    time.sleep(0.3)  # `low` waits first...
+    high = threading.Thread(target=run, args=("high", 5.0))
+    high.start()
+    for thread in (busy, low, high):
+        thread.join(timeout=60)
+    assert finished == ["busy", "high", "low"]  # ...but `high` goes first

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import heapq
+import itertools
 import json
 import logging
 import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -224,6 +227,8 @@ class WorkerPool(Runner):
         self._cond = threading.Condition()
         self._closed = False
         self._waits = threading.local()
+        self._waiting: list[tuple[float, int]] = []  # (-priority, ticket) of waiting threads
+        self._tickets = itertools.count()
         self.replaced = 0  # workers started to replace one that could not go on
         if prestart:
             self._free = [self._start() for _ in range(slots)]
@@ -240,13 +245,22 @@ class WorkerPool(Runner):
     # ------------------------------------------------------------------ slots
 
     def _acquire(self) -> Worker:
+        """A free worker for the calling thread; among threads that wait, the one with
+        the highest priority (`prioritized`) goes first, then the earliest."""
+        ticket = (-float(getattr(self._waits, "priority", 0.0)), next(self._tickets))
         with self._cond:
-            while not self._free:
+            heapq.heappush(self._waiting, ticket)
+            try:
+                while not (self._free and self._waiting[0] == ticket):
+                    if self._closed:
+                        raise RunnerError("the worker pool is closed")
+                    self._cond.wait()
                 if self._closed:
                     raise RunnerError("the worker pool is closed")
-                self._cond.wait()
-            if self._closed:
-                raise RunnerError("the worker pool is closed")
+            finally:
+                self._waiting.remove(ticket)
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()  # the next in line may find a worker too
             # Prefer a worker that is already up.
             self._free.sort(key=lambda w: w is None or w.exit_code() is not None)
             worker = self._free.pop(0)
@@ -269,7 +283,18 @@ class WorkerPool(Runner):
                     worker.stop()
                 return
             self._free.append(worker)
-            self._cond.notify()
+            self._cond.notify_all()
+
+    @contextmanager
+    def prioritized(self, priority: float) -> Iterator[None]:
+        """Steps the calling thread runs inside get a free worker before those of
+        lower priority (the cascade gives the node on the critical path the most)."""
+        previous = getattr(self._waits, "priority", 0.0)
+        self._waits.priority = priority
+        try:
+            yield
+        finally:
+            self._waits.priority = previous
 
     def _replace(self, worker: Worker) -> Worker | None:
         """Stop a worker that cannot go on; start its successor now (it warms up while
