@@ -41,7 +41,6 @@ import logging
 import os
 import queue
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +64,7 @@ from lineage.cascade.build import build_plan
 from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
+from lineage.cascade.warmup import warm_up
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, tests_label
 from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
@@ -629,6 +629,7 @@ def cascade_flow(
     retries: int = 2,
     track: bool = True,
     warm: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Cascade the new version `upstream` (e.g. `base@2`) through the lineage graph.
 
@@ -642,6 +643,8 @@ def cascade_flow(
         track: record derive and test runs, versions and aliases in MLflow.
         warm: run steps on warm workers (one per slot, reused from step to step);
             False starts a fresh process or container for every step.
+        threads: torch threads of every step (default: `step_threads(concurrency)`,
+            which keeps the steps at once within the cores); recorded per version.
 
     Returns:
         The summary: one entry per node with its outcome, plus counts, the workers
@@ -650,7 +653,7 @@ def cascade_flow(
     from lineage.workspace import Workspace
 
     logger = get_run_logger()
-    threads = step_threads(concurrency)
+    threads = threads or step_threads(concurrency)
     pool = None
     if warm and runner in POOLED_RUNNERS:
         # Started now (if `run_cascade` has not already), so the workers import torch
@@ -721,18 +724,6 @@ class PrefectApi:
 _api: PrefectApi | None = None  # what `run_cascade` set up, for the flow to report
 
 
-#: What the derive and test tasks import on first use (torch and transformers among
-#: them): seconds that would otherwise land on the first node.
-HOST_MODULES = ("lineage.ops.derive", "lineage.ops.add", "lineage.modeltests", "lineage.recipes")
-
-
-def _preload_host_modules() -> None:
-    import importlib
-
-    for module in HOST_MODULES:
-        importlib.import_module(module)
-
-
 def _configured_api() -> PrefectApi:
     from prefect.settings import PREFECT_API_URL
 
@@ -742,12 +733,13 @@ def _configured_api() -> PrefectApi:
 def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
     """The configured Prefect API (nothing is started), else Prefect's local ephemeral
     server, started once per process; and how long the start took."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
     configured = PREFECT_API_URL.value()
     if configured:
         return PrefectApi(str(configured), False, 0.0)
+    from prefect.server.api.server import SubprocessASGIServer  # seconds to import
+
     server = SubprocessASGIServer()
     began = time.perf_counter()
     server.start(timeout=startup_timeout_s)  # returns at once when already running
@@ -764,6 +756,7 @@ def run_cascade(
     retries: int = 2,
     track: bool = True,
     warm: bool = True,
+    threads: int | None = None,
     task_runner: str | None = None,
     dask_address: str | None = None,
     dask_workers: int | None = None,
@@ -790,11 +783,8 @@ def run_cascade(
     kind = resolve_task_runner(task_runner, dask_address, dask_workers)
     chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
     if kind == "thread":
-        # While Prefect's server starts: the workers import torch & co., and so does
-        # this process, for what its tasks do around the steps (tests, recipes' params).
-        threading.Thread(target=_preload_host_modules, name="preload", daemon=True).start()
-        if warm and runner in POOLED_RUNNERS:
-            pool_for(runner, concurrency, step_threads(concurrency))
+        # The workers and this process import torch & co. while Prefect's server starts.
+        warm_up(runner, concurrency, warm=warm, threads=threads)
     # The ephemeral server needs more than Prefect's default 20 s to start on a
     # small, busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
@@ -820,4 +810,5 @@ def run_cascade(
             retries=retries,
             track=track,
             warm=warm,
+            threads=threads,
         )

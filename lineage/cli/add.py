@@ -9,10 +9,12 @@ import typer
 
 from lineage.cli.output import (
     JsonOption,
+    ThreadsOption,
     byte_progress,
     parse_params,
     print_json,
     say,
+    step_runner,
     training_progress,
     version_line,
     workspace_from,
@@ -104,6 +106,7 @@ def add(
         metavar="RUNNER",
         help="Where a recipe runs: inline (this process), process or docker.",
     ),
+    threads: int = ThreadsOption,
     message: str = typer.Option("", "--message", "-m", metavar="MSG", help="What this version is."),
     tag: list[str] = typer.Option(
         [], "--tag", "-t", metavar="TAG", help="Tag the version (repeatable)."
@@ -135,7 +138,7 @@ def add(
                 params=parse_params(param),
                 data=data,
                 message=message,
-                runner=runner,
+                runner=step_runner(runner, threads, progress),
                 progress=progress,
                 tags=tag,
             )
@@ -145,6 +148,8 @@ def add(
 
         if source is None:
             raise UsageError("give --from PATH (existing weights) or --recipe ID")
+        if threads is not None:
+            raise UsageError("--threads applies to --recipe (weights from --from are not computed)")
         if parent == ["auto"]:
             best, score = auto_parent(workspace, source)
             if not json_out:

@@ -37,6 +37,15 @@ def cascade(
         help="Run steps on warm workers (one subprocess or container per slot, reused "
         "from step to step), or start a fresh one for every step.",
     ),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        metavar="N",
+        help="Torch threads of each step (default: 2, fewer when the steps at once would "
+        "oversubscribe the cores); recorded with every version.",
+        show_default=False,
+    ),
     replaces: str = typer.Option(
         None,
         "--replaces",
@@ -44,7 +53,12 @@ def cascade(
         help="The version REF supersedes (default: its previous version).",
     ),
     concurrency: int = typer.Option(
-        2, "--concurrency", "-j", min=1, metavar="N", help="How many nodes may run at once."
+        2,
+        "--concurrency",
+        "-j",
+        min=1,
+        metavar="N",
+        help="How many steps may run at once (one warm worker each).",
     ),
     retries: int = typer.Option(
         2, "--retries", min=0, metavar="N", help="Retries of a transient failure."
@@ -119,6 +133,7 @@ def cascade(
         retries,
         track=track,
         warm=warm,
+        threads=threads,
         quiet=json_out,
         task_runner=task_runner,
         dask_address=dask_address,
@@ -146,6 +161,7 @@ def _run(
     *,
     track: bool,
     warm: bool = True,
+    threads: int | None = None,
     quiet: bool,
     task_runner: str = "thread",
     dask_address: str | None = None,
@@ -160,6 +176,11 @@ def _run(
     # Before Prefect is imported: its ephemeral server would otherwise try to send
     # telemetry, and lineage never reaches the internet on its own.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if task_runner == "thread":
+        from lineage.cascade.warmup import warm_up
+
+        # The workers import torch & co. while this process imports Prefect.
+        warm_up(runner, concurrency, warm=warm, host=False, threads=threads)
     flows = load("flows.cascade")
     # The flow logs the plan once and one line per node event; those lines are the
     # progress shown here. Step output stays in the task runs' logs (the Prefect UI).
@@ -195,6 +216,7 @@ def _run(
             retries=retries,
             track=track,
             warm=warm,
+            threads=threads,
             task_runner=task_runner,
             dask_address=dask_address,
             dask_workers=dask_workers,

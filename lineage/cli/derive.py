@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from lineage.cli.output import JsonOption, print_json, say, training_progress, workspace_from
+from lineage.cli.output import (
+    JsonOption,
+    ThreadsOption,
+    print_json,
+    say,
+    step_runner,
+    training_progress,
+    workspace_from,
+)
 
 
 def derive(
@@ -21,6 +29,7 @@ def derive(
         metavar="RUNNER",
         help="Where the recipe runs: inline (this process), process or docker.",
     ),
+    threads: int = ThreadsOption,
     message: str = typer.Option("", "--message", "-m", metavar="MSG"),
     json_out: bool = JsonOption,
 ) -> None:
@@ -31,7 +40,12 @@ def derive(
     check_runner_name(runner)
     with training_progress(f"re-deriving {ref}", enabled=not json_out) as progress:
         version = rederive(
-            workspace_from(ctx), ref, on, runner=runner, message=message, progress=progress
+            workspace_from(ctx),
+            ref,
+            on,
+            runner=step_runner(runner, threads, progress),
+            message=message,
+            progress=progress,
         )
     if json_out:
         print_json(version.to_dict())

@@ -89,8 +89,8 @@ class Worker(ABC):
 
     where: ClassVar[str]  # for messages: "in a warm subprocess"
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, cpu_share: int) -> None:
+        self.cpu_share = cpu_share
         self.control: Path | None = None  # set by `launch`
         self.steps = 0
         self.import_seconds: float | None = None
@@ -222,7 +222,7 @@ class WorkerPool(Runner):
         if slots < 1:
             raise RunnerError(f"a worker pool needs at least one slot (got {slots})")
         self.slots = slots
-        self.threads = threads or step_threads(slots)
+        self._threads = threads
         self._free: list[Worker | None] = [None] * slots
         self._cond = threading.Condition()
         self._closed = False
@@ -232,6 +232,20 @@ class WorkerPool(Runner):
         self.replaced = 0  # workers started to replace one that could not go on
         if prestart:
             self._free = [self._start() for _ in range(slots)]
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of every step (`step_threads(slots)` unless given); worked out
+        on first use, since the default comes from `lineage.recipes` (torch)."""
+        if self._threads is None:
+            self._threads = step_threads(self.slots)
+        return self._threads
+
+    @property
+    def cpu_share(self) -> int:
+        """A slot's share of the cores: what a worker's libraries may size their own
+        thread pools to, and a container's CPU limit (at least `threads`)."""
+        return self._threads or max(1, (os.cpu_count() or 1) // self.slots)
 
     @abstractmethod
     def new_worker(self) -> Worker:

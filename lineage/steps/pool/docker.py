@@ -136,14 +136,14 @@ class DockerWorker(Worker):
 
     def __init__(
         self,
-        threads: int,
+        cpu_share: int,
         settings: DockerRunner,
         client: DockerClient,
         image: Image,
         user: str,
         cpus: float,
     ) -> None:
-        super().__init__(threads)
+        super().__init__(cpu_share)
         self.settings = settings
         self.client = client
         self.image = image
@@ -172,7 +172,7 @@ class DockerWorker(Worker):
             Mount("/in", str(self.root / "in"), type="bind", read_only=True),
             Mount("/out", str(self.root / "out"), type="bind", read_only=False),
         ]
-        threads = str(self.threads)
+        threads = str(self.cpu_share)
         try:
             self.container = self.client.containers.create(
                 self.image.id,  # by id: the digest we report is exactly what ran
@@ -282,8 +282,9 @@ class DockerPool(WorkerPool):
     """The docker runner with warm workers: one long-lived task container per slot.
 
     Args:
-        slots: steps at once. threads: torch threads per step, also each container's
-            CPU limit (default: see `step_threads`). Any other keyword is a
+        slots: steps at once. threads: torch threads per step (default: see
+            `step_threads`). cpus: each container's CPU limit (default: the slot's
+            share of the cores, `cpu_share`). Any other keyword is a
             `DockerRunner` option (image, memory, gpus, tmp_size, pids_limit, network,
             labels, client).
     """
@@ -311,8 +312,8 @@ class DockerPool(WorkerPool):
         super().__init__(slots, threads=threads, prestart=prestart)
 
     def new_worker(self) -> Worker:
-        cpus = self._cpus if self._cpus is not None else float(self.threads)
-        return DockerWorker(self.threads, self.settings, self.client, self.image, self.user, cpus)
+        cpus = self._cpus if self._cpus is not None else float(self.cpu_share)
+        return DockerWorker(self.cpu_share, self.settings, self.client, self.image, self.user, cpus)
 
     def _result(
         self,

@@ -34,8 +34,8 @@ class ProcessWorker(Worker):
 
     where: ClassVar[str] = "in a warm subprocess"
 
-    def __init__(self, threads: int, python: str, env: Mapping[str, str]) -> None:
-        super().__init__(threads)
+    def __init__(self, cpu_share: int, python: str, env: Mapping[str, str]) -> None:
+        super().__init__(cpu_share)
         self.python = python
         self.env = dict(env)
         self.root: Path | None = None
@@ -47,7 +47,7 @@ class ProcessWorker(Worker):
         tmp = self.root / "tmp"
         self.control.mkdir()
         tmp.mkdir()
-        threads = str(self.threads)
+        threads = str(self.cpu_share)
         env = step_environment(
             {
                 **self.env,
@@ -135,4 +135,4 @@ class ProcessPool(WorkerPool):
         super().__init__(slots, threads=threads, prestart=prestart)
 
     def new_worker(self) -> Worker:
-        return ProcessWorker(self.threads, self.python, self.env)
+        return ProcessWorker(self.cpu_share, self.python, self.env)

@@ -56,7 +56,9 @@ class InlineRunner(Runner):
         checked = check_spec(spec, self.threads)
         started = time.monotonic()
         try:
-            result = execute(checked, self.progress)
+            # Without a callback, no progress lines: this process's stdout is the
+            # caller's (a `--json` answer, say), not a step log.
+            result = execute(checked, self.progress or _no_progress)
         except LineageError:
             raise
         except Exception as exc:  # a bug in a recipe: name it, as the other runners do
@@ -76,3 +78,7 @@ class InlineRunner(Runner):
             result=result,
             seconds=time.monotonic() - started,
         )
+
+
+def _no_progress(*args: Any, **kwargs: Any) -> None:
+    """A progress callback that reports nothing."""
