@@ -354,14 +354,14 @@ class CascadeRun:
                 self._event("done", run, f"blocked ({model} failed upstream of it)")
         self._update_progress()
 
-    def _release_children(self, model: str, ready: list[tuple[int, int, str]]) -> None:
+    def _release_children(self, model: str, ready: list[tuple[float, int, str]]) -> None:
         for child in self.children.get(model, []):
             self.waiting[child].discard(model)
             if not self.waiting[child] and self.runs[child].status == "pending":
                 heapq.heappush(ready, (-self.priority[child], self.order[child], child))
 
     def _handle(
-        self, model: str, stage: str, future: PrefectFuture[Any], ready: list[tuple[int, int, str]]
+        self, model: str, stage: str, future: PrefectFuture[Any], ready: list[tuple[float, int, str]]
     ) -> bool:
         """Process one finished task; True when the node is finished (slot freed)."""
         logger = get_run_logger()
@@ -456,7 +456,7 @@ class CascadeRun:
                 key=f"{slug(self.plan.upstream)}-cascade-progress",
                 description=f"cascade {self.plan.replaces} -> {self.plan.upstream}: 0/{total}",
             )
-        ready: list[tuple[int, int, str]] = []
+        ready: list[tuple[float, int, str]] = []
         for node in self.plan.to_derive:
             if not self.waiting[node.model]:
                 heapq.heappush(

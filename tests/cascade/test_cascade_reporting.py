@@ -5,16 +5,25 @@ warm workers and the API it used (nothing started when one is configured)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cascade_helpers import build_family, child_env
+from cascade_helpers import VENV_BIN, build_family, child_env
 
 from lineage.workspace import Workspace
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def _client(api_url: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        return get_client(sync_client=True)
 
 
 def _failed_events(client: Any, flow_run_id: str, timeout_s: float = 60) -> list[Any]:
@@ -31,35 +40,31 @@ def _failed_events(client: Any, flow_run_id: str, timeout_s: float = 60) -> list
         time.sleep(1)
 
 
-def test_artifacts_events_and_workers_of_a_cascade(
-    prefect_server: str, tmp_path: Path, toy_path: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from prefect.client.orchestration import get_client
+def test_artifacts_events_and_workers_of_a_cascade(prefect_server: str, tmp_path: Path) -> None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.cascade import run_cascade
-
-    # The workers find the toy recipes where a user's recipes would be: on PYTHONPATH.
-    monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
     ws = Workspace.init(tmp_path / "ws")
     build_family(ws, tmp_path / "weights")
-    with temporary_settings({PREFECT_API_URL: prefect_server}):
-        summary = run_cascade(
-            "base@2",
-            workspace=str(ws.root),
-            runner="process",
-            concurrency=2,
-            retries=0,
-            track=False,
+    # A process of its own, as a user runs it: one API for the whole process (the
+    # toy recipes are found where a user's would be, on PYTHONPATH).
+    done = subprocess.run(
+        [str(VENV_BIN / "lineage"), "cascade", "base@2", "--runner", "process",
+         "--concurrency", "2", "--retries", "0", "--no-track", "--json"],
+        env=child_env(prefect_server),
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 12, done.stderr[-3000:]  # broken and tight failed
+    summary = json.loads(done.stdout)
+    client = _client(prefect_server)
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["flow_run_id"]])
         )
-        client = get_client(sync_client=True)
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[summary["flow_run_id"]])
-            )
-        )
-        events = _failed_events(client, summary["flow_run_id"])
+    )
+    events = _failed_events(client, summary["flow_run_id"])
 
     # A configured API: used as it is, nothing started.
     assert summary["prefect"] == {"api_url": prefect_server, "ephemeral": False, "startup_s": 0.0}
@@ -94,3 +99,30 @@ def test_artifacts_events_and_workers_of_a_cascade(
     assert failed["broken"].payload["blocked"] == ["broken-child"]
     assert failed["broken"].resource["prefect.resource.id"] == "lineage.model.broken"
     assert "tiny-budget" in failed["tight"].payload["error"]
+
+
+def test_the_local_server_starts_once_per_process(
+    tmp_path: Path, toy_path: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cascade_helpers import provenance
+
+    from flows.cascade import run_cascade
+    from lineage.ops.add import add, commit
+    from lineage.ops.tests import declare_model_test
+    from lineage.testing import write_tiny_weights
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # no API: the local server
+    ws = Workspace.init(tmp_path / "ws")
+    add(ws, "base", source=write_tiny_weights(tmp_path / "w0", 0))
+    add(ws, "ft", source=write_tiny_weights(tmp_path / "w1", 1), parents=["base@1"],
+        kind="finetune", provenance=provenance("scale", factor=0.5))  # fmt: skip
+    declare_model_test(ws, "base", "small-enough", "size", {"max_params": 100_000})
+    commit(ws, "base", source=write_tiny_weights(tmp_path / "w2", 2))
+    commit(ws, "base", source=write_tiny_weights(tmp_path / "w3", 3))
+    first = run_cascade("base@2", workspace=str(ws.root), runner="inline", track=False)
+    second = run_cascade("base@3", workspace=str(ws.root), runner="inline", track=False)
+    assert first["prefect"]["ephemeral"] and first["prefect"]["startup_s"] >= 0
+    # Started (at most) once: the second cascade found it running.
+    assert second["prefect"]["api_url"] == first["prefect"]["api_url"]
+    assert second["prefect"]["startup_s"] == 0.0
+    assert [n["status"] for n in second["nodes"]] == ["promoted"]
