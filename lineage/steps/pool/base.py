@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class Worker(ABC):
         self.import_seconds: float | None = None
         self._tail: LogTail | None = None
         self._partial = ""
+        self._between_steps: deque[str] = deque(maxlen=5)  # output outside any step
         self._step_ended = threading.Event()
         self._killed = False
 
@@ -128,6 +130,10 @@ class Worker(ABC):
         """Whether the worker's end was the kernel's OOM killer."""
         return False
 
+    def start_failure_hint(self, exit_code: int) -> str:
+        """What to do when a worker exits before it is ready (default: nothing)."""
+        return ""
+
     # ------------------------------------------------------------------ shared part
 
     def feed(self, chunk: str) -> None:
@@ -142,6 +148,7 @@ class Worker(ABC):
             if tail is not None:
                 tail.feed(line + "\n")
             elif line.strip():
+                self._between_steps.append(line.rstrip())
                 log.debug("worker: %s", line.rstrip())
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -152,7 +159,13 @@ class Worker(ABC):
         while not ready.exists():
             code = self.exit_code()
             if code is not None:
-                raise RunnerError(f"a warm worker {self.where} exited ({code}) while starting")
+                time.sleep(0.2)  # its last words may still be in the pipe
+                said = self._between_steps[-1] if self._between_steps else "no output"
+                hint = self.start_failure_hint(code)
+                raise RunnerError(
+                    f"a warm worker {self.where} exited ({code}) while starting: {said}"
+                    + (f"; {hint}" if hint else "")
+                )
             if time.monotonic() > deadline:
                 self.kill()
                 raise RunnerError(f"a warm worker {self.where} was not ready after {timeout_s:g} s")

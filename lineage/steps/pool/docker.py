@@ -50,7 +50,7 @@ from lineage.steps.runners.docker import (
     image_digest,
 )
 from lineage.steps.runners.errors import RunnerError
-from lineage.steps.spec import DeriveSpec, ProbeSpec, StepSpec, TestSpec
+from lineage.steps.spec import DeriveSpec, ProbeSpec, StepExit, StepSpec, TestSpec
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -216,6 +216,14 @@ class DockerWorker(Worker):
 
     def out_of_memory(self) -> bool:
         return bool(self._state.get("OOMKilled")) and not self._killed
+
+    def start_failure_hint(self, exit_code: int) -> str:
+        if exit_code == StepExit.BAD_SPEC:  # the entry point does not know `--worker`
+            return (
+                f"the task image {self.settings.image} predates warm workers: rebuild it "
+                "with `make image` (or run with --no-warm)"
+            )
+        return ""
 
     def kill(self) -> None:
         if self.container is not None:

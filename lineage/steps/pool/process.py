@@ -114,9 +114,12 @@ class ProcessPool(WorkerPool):
             `step_threads`). python: the interpreter. env: extra environment variables.
 
     Example:
-        >>> with ProcessPool(slots=2) as pool:                          # doctest: +SKIP
-        ...     pool.run_step(ProbeSpec(out=str(tmp / "a"))).runner
-        'process'
+        >>> from lineage.steps.spec import ProbeSpec
+        >>> with ProcessPool(slots=1) as pool:
+        ...     first = pool.run_step(ProbeSpec(out=str(tmp / "a")))
+        ...     second = pool.run_step(ProbeSpec(out=str(tmp / "b")))
+        >>> first.runner, first.result["pid"] == second.result["pid"]  # one warm process
+        ('process', True)
     """
 
     name: ClassVar[str] = "process"
