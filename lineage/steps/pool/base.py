@@ -244,7 +244,29 @@ class WorkerPool(Runner):
         self._tickets = itertools.count()
         self.replaced = 0  # workers started to replace one that could not go on
         if prestart:
-            self._free = [self._start() for _ in range(slots)]
+            self._prestart()
+
+    def _prestart(self) -> None:
+        """Start the workers: at once as many as leave a core free (importing torch is
+        CPU-bound, and the host has its own start-up to do meanwhile), then the others
+        one by one, each when the one before is ready."""
+        at_once = min(self.slots, max(1, (os.cpu_count() or 1) - 1))
+        first = [self._start() for _ in range(at_once)]
+        self._free = [*first, *([None] * (self.slots - at_once))]
+        if at_once < self.slots:
+            threading.Thread(
+                target=self._start_the_rest, args=(first[-1],), name="pool-start", daemon=True
+            ).start()
+
+    def _start_the_rest(self, previous: Worker) -> None:
+        for _ in range(self.slots - len([w for w in self._free if w is not None])):
+            with contextlib.suppress(RunnerError):
+                previous.wait_ready()
+            with self._cond:
+                if self._closed or None not in self._free:
+                    return  # closed, or a step already started the slot's worker
+                previous = self._start()
+                self._free[self._free.index(None)] = previous
 
     @property
     def threads(self) -> int:
