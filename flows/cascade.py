@@ -361,7 +361,11 @@ class CascadeRun:
                 heapq.heappush(ready, (-self.priority[child], self.order[child], child))
 
     def _handle(
-        self, model: str, stage: str, future: PrefectFuture[Any], ready: list[tuple[float, int, str]]
+        self,
+        model: str,
+        stage: str,
+        future: PrefectFuture[Any],
+        ready: list[tuple[float, int, str]],
     ) -> bool:
         """Process one finished task; True when the node is finished (slot freed)."""
         logger = get_run_logger()
