@@ -81,6 +81,8 @@ def start(
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.pop("PREFECT_API_URL", None)  # the server is the API, not a client of one
     process = subprocess.Popen(server_command(host, port), env=env, cwd=Path.home())
+    # `kill` (SIGTERM) stops it as Ctrl-C does: the server goes with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         started = time.monotonic()
         while not _healthy(api_url):
@@ -113,6 +115,10 @@ def start(
                 process.wait()
     if process.returncode not in (0, -signal.SIGINT, 130, None):
         raise typer.Exit(process.returncode)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:

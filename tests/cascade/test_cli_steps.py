@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +97,8 @@ def test_server_start_runs_a_server_until_interrupted(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as answer:
             assert answer.status == 200
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal
+        process.terminate()  # `kill PID`: the server goes with it
         process.wait(timeout=60)
     assert process.returncode == 0
+    with pytest.raises(OSError):  # nothing answers any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5)
