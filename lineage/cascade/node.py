@@ -29,6 +29,8 @@ from lineage.errors import (
 from lineage.ops.promote import GateOutcome, gate
 
 if TYPE_CHECKING:
+    from lineage.ops.tests import ResolvedTest
+    from lineage.records import VersionInfo
     from lineage.steps.runners import Runner
     from lineage.workspace import Workspace
 
@@ -61,24 +63,6 @@ def is_transient(exc: BaseException) -> bool:
 
 
 @dataclass
-class DeriveOutcome:
-    """What deriving one node gave: the new version, and whether it was already done."""
-
-    model: str
-    old_ref: str
-    new_ref: str
-    version_id: int
-    parents: list[str]
-    cached: bool
-    already_gated: bool
-    cache_key: str
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
 class NodeTests:
     """The node's own and inherited tests on its new version."""
 
@@ -93,6 +77,61 @@ class NodeTests:
         return asdict(self)
 
 
+@dataclass
+class DeriveOutcome:
+    """What deriving one node gave: the new version, and whether it was already done.
+
+    `tests` holds the node's test results when they ran in the derive step itself (on
+    the model it had just made); None when they still have to run (`test_node`).
+    `compute_s` is the time the step spent computing (recipe and tests, measured
+    inside it) and `queued_s` the time it waited for a free warm worker; the rest of
+    `seconds` is checkout, storing and bookkeeping.
+    """
+
+    model: str
+    old_ref: str
+    new_ref: str
+    version_id: int
+    parents: list[str]
+    cached: bool
+    already_gated: bool
+    cache_key: str
+    seconds: float
+    tests: NodeTests | None = None
+    compute_s: float = 0.0
+    threads: int | None = None
+    queued_s: float = 0.0  # waiting for a free warm worker (other nodes were computing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def node_tests(workspace: Workspace, model: str, parent_refs: Sequence[str]) -> list[ResolvedTest]:
+    """The tests that will apply to `model`'s new version on `parent_refs` (its own
+    and inherited declarations), known before the version exists."""
+    from lineage.ops.tests import model_chain, resolve_tests_along
+
+    parent_ids = [workspace.resolve(ref).id for ref in parent_refs]
+    return resolve_tests_along(workspace, model_chain(workspace, model, parent_ids))
+
+
+def _tests_from_step(
+    workspace: Workspace, version: VersionInfo, asked: list[str]
+) -> NodeTests | None:
+    """The node's tests as the derive step stored them, or None if it could not run them."""
+    stored = workspace.graph.latest_results(version.id)
+    if any(name not in stored for name in asked):
+        return None
+    results = [stored[name] for name in asked]
+    return NodeTests(
+        ref=version.ref,
+        passed=all(r.passed for r in results),
+        total=len(results),
+        failed=[r.test_name for r in results if not r.passed],
+        seconds=sum(r.duration_s or 0.0 for r in results),
+    )
+
+
 def derive_node(
     workspace: Workspace,
     node: PlanNode,
@@ -100,11 +139,15 @@ def derive_node(
     *,
     runner: Runner | str | None = None,
     message: str = "",
+    with_tests: bool = True,
 ) -> DeriveOutcome:
     """Re-derive `node` on `parent_refs` and commit it, unless that was already done.
 
     The commit (by `lineage.ops.derive.rederive`) records the node's next version
     with derivation edges to `parent_refs` and a versioning edge from the old one.
+    With `with_tests`, the node's tests run in the derive step too, on the model it
+    just made, and their results are stored on the new version (`tests` of the
+    outcome); a version found in the derive cache is not re-tested here.
     """
     from lineage.ops.derive import rederive
 
@@ -112,15 +155,24 @@ def derive_node(
     key = cache.node_key(node, parent_refs)
     found = cache.find_derived(workspace, node, parent_refs)
     cached = found is not None
+    tests: NodeTests | None = None
     if found is None:
+        resolved = node_tests(workspace, node.model, parent_refs) if with_tests else []
         found = rederive(
             workspace,
             node.old_ref,
             list(parent_refs),
             runner=runner,
             message=message or f"cascade: re-derived on {', '.join(parent_refs)}",
+            tests=resolved,
         )
         workspace.graph.remember_derivation(key, found.id)
+        if with_tests:
+            tests = _tests_from_step(workspace, found, [t.declaration.name for t in resolved])
+    extra = found.extra or {}
+    from lineage.steps.pool import WorkerPool
+
+    queued = runner.waited_s() if isinstance(runner, WorkerPool) and not cached else 0.0
     return DeriveOutcome(
         model=node.model,
         old_ref=node.old_ref,
@@ -131,6 +183,12 @@ def derive_node(
         already_gated=cached and bool({"candidate", "champion"} & set(found.aliases)),
         cache_key=key,
         seconds=time.perf_counter() - started,
+        tests=tests,
+        compute_s=0.0
+        if cached
+        else float(extra.get("derive_seconds") or 0.0) + (tests.seconds if tests else 0.0),
+        threads=extra.get("threads"),
+        queued_s=queued,
     )
 
 

@@ -61,6 +61,9 @@ class PlanNode:
     action: NodeAction
     reason: str = ""
     level: int | None = None  # None for skipped nodes
+    # What the version it replaces took to compute (its provenance), a guess at what
+    # this derive will take: the scheduler starts the longest remaining work first.
+    estimate_s: float | None = None
 
     @property
     def plan_parents(self) -> list[str]:
@@ -130,6 +133,24 @@ class CascadePlan:
             )
         return height
 
+    def priorities(self) -> dict[str, float]:
+        """Longest chain of estimated work (seconds) from each node down, itself
+        included: the critical path runs through the ready node with the largest.
+
+        A node's estimate is what the version it replaces took to compute; nodes
+        without one count as the median of the others (1.0 when none is known, which
+        makes this the node count of `heights`)."""
+        known = sorted(n.estimate_s for n in self.to_derive if n.estimate_s is not None)
+        default = known[len(known) // 2] if known else 1.0
+        children = self.children()
+        work: dict[str, float] = {}
+        for node in reversed(self.to_derive):
+            own = node.estimate_s if node.estimate_s is not None else default
+            work[node.model] = own + max(
+                (work[c] for c in children.get(node.model, [])), default=0.0
+            )
+        return work
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "upstream": self.upstream,
@@ -140,6 +161,11 @@ class CascadePlan:
             "skipped": len(self.skipped),
             "done": self.done,
         }
+
+
+def _recorded_seconds(version: VersionInfo) -> float | None:
+    seconds = (version.extra or {}).get("derive_seconds")
+    return float(seconds) if isinstance(seconds, int | float) and seconds >= 0 else None
 
 
 def plan_from_graph(
@@ -200,6 +226,7 @@ def plan_from_graph(
             parents=tuple(parents),
             action=action,
             reason=reason,
+            estimate_s=_recorded_seconds(version),
         )
 
     derive = [n for n in nodes.values() if n.action == "derive"]

@@ -12,10 +12,12 @@ from lineage.cli.output import (
     KIND_HELP,
     JsonOption,
     RunnerName,
+    ThreadsOption,
     byte_progress,
     parse_params,
     print_json,
     say,
+    step_runner,
     training_progress,
     version_line,
     workspace_from,
@@ -103,6 +105,7 @@ def add(
     runner: RunnerName = typer.Option(
         "inline", "--runner", help="Where a recipe runs: this process, a subprocess, a container."
     ),
+    threads: int = ThreadsOption,
     message: str = typer.Option("", "--message", "-m", metavar="MSG", help="What this version is."),
     tag: list[str] = typer.Option(
         [], "--tag", "-t", metavar="TAG", help="Tag the version (repeatable)."
@@ -134,7 +137,7 @@ def add(
                 params=parse_params(param),
                 data=data,
                 message=message,
-                runner=runner,
+                runner=step_runner(runner, threads, progress),
                 progress=progress,
                 tags=tag,
             )
@@ -144,6 +147,8 @@ def add(
 
         if source is None:
             raise UsageError("give --from PATH (existing weights) or --recipe ID")
+        if threads is not None:
+            raise UsageError("--threads applies to --recipe (weights from --from are not computed)")
         if parent == ["auto"]:
             best, score = auto_parent(workspace, source)
             if not json_out:

@@ -42,6 +42,21 @@ def cascade(
     runner: RunnerName = typer.Option(
         "process", "--runner", help="Where steps run: a subprocess, a container, or this process."
     ),
+    warm: bool = typer.Option(
+        True,
+        "--warm/--no-warm",
+        help="Run steps on warm workers (one subprocess or container per slot, reused "
+        "from step to step), or start a fresh one for every step.",
+    ),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        metavar="N",
+        help="Torch threads of each step (default: 2, fewer when the steps at once would "
+        "oversubscribe the cores); recorded with every version.",
+        show_default=False,
+    ),
     replaces: str = typer.Option(
         None,
         "--replaces",
@@ -50,7 +65,12 @@ def cascade(
         help="The version REF supersedes (default: its previous version).",
     ),
     concurrency: int = typer.Option(
-        2, "--concurrency", "-j", min=1, metavar="N", help="How many nodes may run at once."
+        2,
+        "--concurrency",
+        "-j",
+        min=1,
+        metavar="N",
+        help="How many steps may run at once (one warm worker each).",
     ),
     retries: int = typer.Option(
         2, "--retries", min=0, metavar="N", help="Retries of a transient failure."
@@ -94,7 +114,9 @@ def cascade(
 
     Tasks run on a thread pool here, or with `--task-runner dask` on a local Dask
     cluster of `--dask-workers` processes, or on the cluster at `--dask-address`
-    (its workers must see the workspace at the same path).
+    (its workers must see the workspace at the same path). Without a configured API,
+    the local server's start-up costs seconds per command: `lineage server start`
+    keeps one running.
     """
     from lineage.cascade.build import build_plan
     from lineage.cascade.cache import find_done
@@ -114,9 +136,6 @@ def cascade(
             for line in describe_plan(plan):
                 say(line)
         return
-    if not json_out:
-        for line in describe_plan(plan):
-            say(line, stderr=True)
     summary = _run(
         workspace,
         plan.upstream,
@@ -125,6 +144,8 @@ def cascade(
         concurrency,
         retries,
         track=track,
+        warm=warm,
+        threads=threads,
         quiet=json_out,
         task_runner=task_runner,
         dask_address=dask_address,
@@ -151,6 +172,8 @@ def _run(
     retries: int,
     *,
     track: bool,
+    warm: bool = True,
+    threads: int | None = None,
     quiet: bool,
     task_runner: str = "thread",
     dask_address: str | None = None,
@@ -165,12 +188,23 @@ def _run(
     # Before Prefect is imported: its ephemeral server would otherwise try to send
     # telemetry, and lineage never reaches the internet on its own.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if task_runner == "thread":
+        from lineage.cascade.warmup import warm_up
+
+        # The workers import torch & co. while this process imports Prefect.
+        warm_up(runner, concurrency, warm=warm, host=False, threads=threads)
     flows = load("flows.cascade")
+    # The flow logs the plan once and one line per node event; those lines are the
+    # progress shown here. Step output stays in the task runs' logs (the Prefect UI).
+    flow_lines_shown = _quiet_task_runs_on_console()
 
     def show(event: str, node: dict[str, Any]) -> None:
-        if quiet:
+        if quiet or flow_lines_shown:
             return
-        if event == "start":
+        if event == "plan":
+            for line in node["lines"]:
+                say(line, stderr=True)
+        elif event == "start":
             say(f"→ deriving {node['model']} (replaces {node['old_ref']})", stderr=True)
         elif event == "derived":
             how = "reused" if node["cached"] else "derived"
@@ -193,11 +227,32 @@ def _run(
             concurrency=concurrency,
             retries=retries,
             track=track,
+            warm=warm,
+            threads=threads,
             task_runner=task_runner,
             dask_address=dask_address,
             dask_workers=dask_workers,
         )
     return result
+
+
+def _quiet_task_runs_on_console() -> bool:
+    """Keep task runs' lines (step output, state changes, tracebacks) off the console,
+    where the flow's own lines say what happens; they still reach the Prefect API.
+    Returns whether the flow's INFO lines reach the console at all."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        # A task's warnings (retries) stay; its errors are the flow's one line per node.
+        task_line = record.name.startswith("prefect.task_runs")
+        return not task_line or record.levelno == logging.WARNING
+
+    shown = False
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.addFilter(keep)
+            shown = handler.level <= logging.INFO
+    return shown and logging.getLogger("prefect.flow_runs").isEnabledFor(logging.INFO)
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:

@@ -8,8 +8,10 @@ from lineage.cli.complete import complete_ref
 from lineage.cli.output import (
     JsonOption,
     RunnerName,
+    ThreadsOption,
     print_json,
     say,
+    step_runner,
     training_progress,
     workspace_from,
 )
@@ -33,6 +35,7 @@ def derive(
     runner: RunnerName = typer.Option(
         "inline", "--runner", help="Where the recipe runs: this process, a subprocess, a container."
     ),
+    threads: int = ThreadsOption,
     message: str = typer.Option("", "--message", "-m", metavar="MSG"),
     json_out: bool = JsonOption,
 ) -> None:
@@ -43,7 +46,12 @@ def derive(
     check_runner_name(runner)
     with training_progress(f"re-deriving {ref}", enabled=not json_out) as progress:
         version = rederive(
-            workspace_from(ctx), ref, on, runner=runner, message=message, progress=progress
+            workspace_from(ctx),
+            ref,
+            on,
+            runner=step_runner(runner, threads, progress),
+            message=message,
+            progress=progress,
         )
     if json_out:
         print_json(version.to_dict())

@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "lineage.cli.derive",
     "lineage.cli.tests",
     "lineage.cli.cascade",
+    "lineage.cli.server",
     "lineage.cli.promote",
     "lineage.cli.trust",
     "lineage.cli.sync",

@@ -224,3 +224,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+ThreadsOption = typer.Option(
+    None,
+    "--threads",
+    min=1,
+    metavar="N",
+    help="Torch threads of each step (default: 2, fewer when steps share the cores); "
+    "the same count gives the same bytes, and it is recorded with the version.",
+    show_default=False,
+)
+
+
+def step_runner(name: str, threads: int | None, progress: Any = None) -> Any:
+    """The runner a recipe command asked for, by name, with its thread count (and the
+    progress callback of the in-process runner)."""
+    from lineage.steps.runners import check_runner_name, get_runner
+
+    options: dict[str, Any] = {"threads": threads}
+    if check_runner_name(name) == "inline":
+        options["progress"] = progress
+    return get_runner(name, **options)

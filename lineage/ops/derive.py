@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from lineage.records import Provenance, VersionInfo
 from lineage.refs import validate_name
 
 if TYPE_CHECKING:
+    from lineage.ops.tests import ResolvedTest
     from lineage.recipes import Recipe, TrainingProgress
     from lineage.steps.runners import Runner
     from lineage.workspace import Workspace
@@ -53,6 +54,10 @@ class RecipeRun:
     data_fingerprint: str | None = None
     image_digest: str | None = None
     seconds: float = 0.0
+    threads: int | None = None  # the step's torch thread count (the bytes depend on it)
+    # Outcomes (`TestOutcome.to_dict()`) of the tests the step ran on its output, in
+    # the order asked; None when none were asked or they could not run there.
+    test_outcomes: list[dict[str, Any]] | None = None
 
     def provenance(self, data: str | None) -> Provenance:
         """The provenance a version made by this run records (with the user code's
@@ -70,6 +75,7 @@ class RecipeRun:
             loss_curve=self.loss_curve,
             layout=self.layout,
             seconds=self.seconds,
+            threads=self.threads,
         )
         code = code_fingerprint(self.recipe_id)
         if code is not None:
@@ -107,11 +113,13 @@ def run_recipe(
     *,
     runner: Runner | str | None = None,
     progress: TrainingProgress | None = None,
+    tests: Sequence[Mapping[str, Any]] = (),
 ) -> RecipeRun:
     """Check the parents out under `work_dir` and run the recipe on them as a step.
 
     Validation (recipe id, params, data set, runner) happens before any checkout, so
-    bad input costs nothing.
+    bad input costs nothing. `tests` (`{"name", "kind", "params"}` each) run on the
+    new model in the same step, against the first parent.
     """
     from lineage.datasets import load_dataset
     from lineage.ops.checkout import checkout
@@ -131,6 +139,7 @@ def run_recipe(
         parents=tuple(str(p) for p in parent_dirs),
         data=data,
         out=str(work_dir / "step"),
+        tests=tuple(tests),
     )
     step = step_runner.run_step(spec)
     if step.model_dir is None:
@@ -148,6 +157,8 @@ def run_recipe(
         data_fingerprint=step.result.get("data_fingerprint"),
         image_digest=step.image_digest,
         seconds=float(step.result.get("seconds") or step.seconds),
+        threads=step.result.get("threads"),
+        test_outcomes=step.result.get("tests") if tests else None,
     )
 
 
@@ -269,10 +280,18 @@ def rederive(
     runner: Runner | str | None = None,
     message: str = "",
     progress: TrainingProgress | None = None,
+    tests: Sequence[ResolvedTest] = (),
 ) -> VersionInfo:
     """Re-run `ref`'s recipe (same params and data spec) on `parents`; commit the
-    result as the next version of `ref`'s model."""
+    result as the next version of `ref`'s model.
+
+    `tests` (those that apply to the new version: `ops.tests.resolve_tests_along`) run
+    in the same step, on the model it just made; their results are stored on the new
+    version as `lineage test` stores them. If they could not run there, nothing is
+    stored and the caller runs them the usual way (`ops.tests.run_tests`).
+    """
     from lineage.ops.add import commit
+    from lineage.ops.tests import record_outcome
 
     old = workspace.resolve(ref)
     if not old.recipe_id:
@@ -294,6 +313,7 @@ def rederive(
             Path(tmp),
             runner=runner,
             progress=progress,
+            tests=[t.declaration.to_dict() for t in tests],
         )
         if old.data_fingerprint and run.data_fingerprint != old.data_fingerprint:
             log.warning(
@@ -304,7 +324,7 @@ def rederive(
                 old.data_fingerprint[:12],
                 (run.data_fingerprint or "")[:12],
             )
-        return commit(
+        version = commit(
             workspace,
             old.model,
             source=run.model_dir,
@@ -314,3 +334,9 @@ def rederive(
             provenance=run.provenance(data),
             **derivable_kwargs(workspace, recipe, run, pinned, data),
         )
+    if run.test_outcomes is not None and len(run.test_outcomes) == len(tests):
+        from lineage.modeltests import TestOutcome
+
+        for test, outcome in zip(tests, run.test_outcomes, strict=True):
+            record_outcome(workspace, version.id, TestOutcome(**outcome), test.declared_on)
+    return version

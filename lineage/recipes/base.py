@@ -133,10 +133,13 @@ class Recipe:
         data: DataSpec | None,
         out_dir: Path | str,
         progress: TrainingProgress | None = None,
+        threads: int | None = None,
     ) -> DeriveResult:
         """Run the recipe on `parents` (HF directories) and write the child to `out_dir`.
 
         `out_dir` must be missing or empty; on failure it is left as it was found.
+        `threads` is the torch thread count (default: `determinism.DERIVE_THREADS`);
+        the bytes are the same for the same count.
         """
         p = self.validate_params(params)
         parent_paths = [Path(x) for x in parents]
@@ -167,7 +170,7 @@ class Recipe:
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
-            with deterministic(int(getattr(p, "seed", 0))):
+            with deterministic(int(getattr(p, "seed", 0)), threads):
                 raw = self.run(parent_paths, p, dataset, out, progress)
         except LineageError:
             _clear(out, created)

@@ -21,6 +21,11 @@ import torch
 DERIVE_THREADS = int(os.environ.get("LINEAGE_DERIVE_THREADS", "2"))
 
 
+def effective_threads(threads: int | None = None) -> int:
+    """The thread count `deterministic(seed, threads)` uses (what provenance records)."""
+    return threads or DERIVE_THREADS
+
+
 @contextmanager
 def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
     """Seed python, numpy and torch; use deterministic kernels and fixed threads.
@@ -38,7 +43,7 @@ def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
-            torch.set_num_threads(threads or DERIVE_THREADS)
+            torch.set_num_threads(effective_threads(threads))
             torch.use_deterministic_algorithms(True)
             random.seed(seed)
             np.random.seed(seed % 2**32)

@@ -34,9 +34,10 @@ import os
 import platform
 import socket
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,12 +74,19 @@ def _is_local(host: Any) -> bool:
     return isinstance(host, str) and (host.startswith("127.") or host == "::1")
 
 
+# An audit hook cannot be removed, so a warm worker installs it once and turns the
+# policy on and off per step (a probe may measure the network unguarded).
+_guard = {"installed": False, "on": False}
+
+
 def _network_guard(event: str, args: tuple[Any, ...]) -> None:
     """Audit hook: refuse, and remember, any connection to a non-loopback address.
 
     In the container the network namespace has no route anyway; the hook is what lets
     the step say *what* it tried, and gives the process runner the same policy.
     """
+    if not _guard["on"]:
+        return
     if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
         sock, address = args[0], args[-1]
         if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
@@ -97,9 +105,15 @@ def _network_guard(event: str, args: tuple[Any, ...]) -> None:
     raise NetworkAttemptError(f"network access is disabled for steps (tried {target})")
 
 
-def install_network_guard() -> None:
-    """Turn on the offline policy for the rest of this process (cannot be undone)."""
-    sys.addaudithook(_network_guard)
+def install_network_guard(on: bool = True) -> None:
+    """Install the offline policy's audit hook (once per process) and turn it on or off.
+
+    A one-shot step turns it on for the rest of its process; a warm worker sets it
+    before each step."""
+    if not _guard["installed"]:
+        sys.addaudithook(_network_guard)
+        _guard["installed"] = True
+    _guard["on"] = on
 
 
 # ---------------------------------------------------------------- spec
@@ -169,6 +183,7 @@ def run_derive(spec: DeriveSpec, progress: TrainingProgress | None = None) -> di
     (seed from its params, fixed thread count), so nothing is seeded here.
     """
     from lineage.recipes import get_recipe
+    from lineage.recipes.determinism import effective_threads
 
     recipe = get_recipe(spec.recipe)
     params = recipe.validate_params(dict(spec.params))
@@ -179,8 +194,9 @@ def run_derive(spec: DeriveSpec, progress: TrainingProgress | None = None) -> di
         data=spec.data,
         out_dir=model_dir,
         progress=progress,
+        threads=spec.threads,
     )
-    return {
+    made = {
         "recipe": recipe.id,
         "recipe_version": recipe.version,
         "kind": recipe.kind,
@@ -192,7 +208,66 @@ def run_derive(spec: DeriveSpec, progress: TrainingProgress | None = None) -> di
         "notes": result.notes,
         "files": _file_digests(model_dir),
         "seconds": round(result.duration_s, 3),
+        "threads": effective_threads(spec.threads),
     }
+    if spec.tests:
+        made.update(_tests_after_derive(spec, model_dir))
+    return made
+
+
+def _tests_after_derive(spec: DeriveSpec, model_dir: Path) -> dict[str, Any]:
+    """Run the node's tests on the model just written, in this same step: no second
+    process, no checkout of the committed version (the bytes are the same).
+
+    The derive stands whatever happens here: a test that cannot run is reported as
+    `tests_error`, and the host then runs the tests the usual way (where the same
+    error surfaces as it always did)."""
+    started = time.perf_counter()
+    try:
+        outcomes = _run_tests(
+            spec.tests,
+            model_dir,
+            Path(spec.parents[0]) if spec.parents else None,
+            spec.data,
+            seed=0,
+            threads=spec.threads,
+        )
+    except Exception as exc:
+        print(f"tests after derive could not run: {type(exc).__name__}: {exc}", flush=True)
+        return {"tests_error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "tests": outcomes,
+        "passed": all(o["passed"] for o in outcomes),
+        "test_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _run_tests(
+    tests: Sequence[Mapping[str, Any]],
+    model: Path,
+    reference: Path | None,
+    data: str | None,
+    *,
+    seed: int,
+    threads: int | None,
+) -> list[dict[str, Any]]:
+    from lineage.modeltests import declare_test, run_model_test
+    from lineage.recipes.determinism import deterministic
+
+    outcomes = []
+    for test in tests:
+        decl = declare_test(test.get("name") or test["kind"], test["kind"], test.get("params"))
+        # Same seeds and thread count as derive: a test's verdict must not depend on
+        # which runner measured it (latency tests aside).
+        with deterministic(seed, threads):
+            outcome = run_model_test(decl, model, reference, data)
+        outcomes.append(outcome.to_dict())
+        print(
+            f"test {decl.name}: {'pass' if outcome.passed else 'FAIL'} "
+            f"({outcome.metric}={outcome.value})",
+            flush=True,
+        )
+    return outcomes
 
 
 def run_test(spec: TestSpec) -> dict[str, Any]:
@@ -201,28 +276,21 @@ def run_test(spec: TestSpec) -> dict[str, Any]:
     The first parent, if any, is the tests' reference model (the base of an adapter,
     the baseline of `no_regression`).
     """
-    from lineage.modeltests import declare_test, run_model_test
-    from lineage.recipes.determinism import deterministic
+    from lineage.recipes.determinism import effective_threads
 
-    outcomes = []
-    for test in spec.tests:
-        decl = declare_test(test.get("name") or test["kind"], test["kind"], test.get("params"))
-        # Same seeds and thread count as derive: a test's verdict must not depend on
-        # which runner measured it (latency tests aside).
-        with deterministic(spec.seed):
-            outcome = run_model_test(
-                decl,
-                Path(spec.model),
-                Path(spec.parents[0]) if spec.parents else None,
-                spec.data,
-            )
-        outcomes.append(outcome.to_dict())
-        print(
-            f"test {decl.name}: {'pass' if outcome.passed else 'FAIL'} "
-            f"({outcome.metric}={outcome.value})",
-            flush=True,
-        )
-    return {"tests": outcomes, "passed": all(o["passed"] for o in outcomes)}
+    outcomes = _run_tests(
+        spec.tests,
+        Path(spec.model),
+        Path(spec.parents[0]) if spec.parents else None,
+        spec.data,
+        seed=spec.seed,
+        threads=spec.threads,
+    )
+    return {
+        "tests": outcomes,
+        "passed": all(o["passed"] for o in outcomes),
+        "threads": effective_threads(spec.threads),
+    }
 
 
 def _network_reachable(target: str, timeout_s: float = 2.0) -> tuple[bool, str]:
@@ -249,7 +317,12 @@ def _root_writable() -> tuple[bool, str]:
 
 def run_probe(spec: ProbeSpec) -> dict[str, Any]:
     """Report the step's isolation from inside; optionally misbehave on request."""
-    report: dict[str, Any] = {"uid": os.getuid(), "gid": os.getgid()}
+    report: dict[str, Any] = {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),  # a container's id
+    }
     try:
         import pwd
 
@@ -260,6 +333,14 @@ def run_probe(spec: ProbeSpec) -> dict[str, Any]:
     report["tmp_writable"] = os.access("/tmp", os.W_OK)
     report["out_writable"] = os.access(spec.out, os.W_OK)
     report["environment_names"] = sorted(os.environ)  # names only: what a step can see
+    # What the step can see of other steps: its temp folder, and in a container the
+    # input and output mounts.
+    report["tmp_entries"] = sorted(os.listdir(tempfile.gettempdir()))
+    report["visible"] = {
+        folder: sorted(os.listdir(folder)) for folder in ("/in", "/out") if os.path.isdir(folder)
+    }
+    if spec.litter:
+        Path(tempfile.gettempdir(), "lineage-probe-litter").write_text("left behind")
     with contextlib.suppress(OSError):
         report["interfaces"] = sorted(os.listdir("/sys/class/net"))
     for name in spec.imports:
@@ -303,18 +384,29 @@ def _fail(out: Path | None, exit_code: int, kind: str, message: str) -> int:
 
 def run(spec_path: Path) -> int:
     """Run the step described by `spec_path`; return the process exit code."""
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as exc:
+        return _fail(None, StepExit.BAD_SPEC, "SpecError", str(exc))
+    return run_spec(spec)
+
+
+def run_spec(spec: StepSpec) -> int:
+    """Run one parsed step in this process, writing `result.json` or `error.json` into
+    its output folder; return the exit code a one-shot step would exit with.
+
+    A one-shot step (`run`) and a warm worker (`lineage.steps.worker`) both end here."""
     from lineage.errors import LineageError
 
     out: Path | None = None
+    _network_attempts.clear()
     try:
-        spec = load_spec(spec_path)
         out = Path(spec.out)
         out.mkdir(parents=True, exist_ok=True)
         for folder in reversed(spec.code):
             sys.path.insert(0, folder)
         # The probe measures the network; every other action runs under the policy.
-        if not isinstance(spec, ProbeSpec) or spec.guard:
-            install_network_guard()
+        install_network_guard(not isinstance(spec, ProbeSpec) or spec.guard)
         started = time.monotonic()
         where = "container" if os.environ.get("LINEAGE_IN_CONTAINER") == "1" else "process"
         print(f"step {spec.action} starting (uid {os.getuid()}, {where})", flush=True)
@@ -381,11 +473,16 @@ def check_imports() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m lineage.steps SPEC.json` or `python -m lineage.steps --check`."""
+    """`python -m lineage.steps SPEC.json`, `... --check`, or `... --worker CONTROL_DIR`
+    (a warm worker: see `lineage.steps.worker`)."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--check"]:
         return check_imports()
+    if len(args) == 2 and args[0] == "--worker":
+        from lineage.steps.worker import serve
+
+        return serve(Path(args[1]))
     if len(args) != 1:
-        print("usage: python -m lineage.steps SPEC.json | --check", file=sys.stderr)
+        print("usage: python -m lineage.steps SPEC.json | --check | --worker DIR", file=sys.stderr)
         return StepExit.BAD_SPEC
     return run(Path(args[0]))

@@ -54,6 +54,10 @@ class DeriveSpec:
     out: str
     data: str | None = None  # a shipped data set name or a CSV/JSONL path
     code: tuple[str, ...] = ()  # folders put first on sys.path (user recipes)
+    threads: int | None = None  # torch threads (None: the determinism default)
+    # Tests to run on the new model right after deriving it, in the same step (the
+    # first parent is their reference model, `data` their default data set).
+    tests: tuple[Mapping[str, Any], ...] = ()
 
     def inputs(self) -> Iterator[str]:
         yield from self.parents
@@ -77,6 +81,7 @@ class TestSpec:
     data: str | None = None
     code: tuple[str, ...] = ()
     seed: int = 0
+    threads: int | None = None
 
     def inputs(self) -> Iterator[str]:
         yield from self.parents
@@ -100,6 +105,7 @@ class ProbeSpec:
     sleep_s: float = 0.0
     imports: tuple[str, ...] = ()
     code: tuple[str, ...] = field(default=())
+    litter: bool = False  # leave a file in the temp folder (a later step must not see it)
 
     def inputs(self) -> Iterator[str]:
         yield from self.code
@@ -139,6 +145,25 @@ def _data(raw: Mapping[str, Any]) -> str | None:
     return data
 
 
+def _threads(raw: Mapping[str, Any]) -> int | None:
+    threads = raw.get("threads")
+    if threads is not None and (
+        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+    ):
+        raise SpecError(f"{raw.get('action')} spec 'threads' must be a positive integer or null")
+    return threads
+
+
+def _tests(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    tests = raw.get("tests") or []
+    if not isinstance(tests, list):
+        raise SpecError(f"{raw.get('action')} spec 'tests' must be a list of tests")
+    for test in tests:
+        if not isinstance(test, Mapping) or not isinstance(test.get("kind"), str):
+            raise SpecError("each test needs a 'kind' (and a 'name', 'params')")
+    return tuple(dict(test) for test in tests)
+
+
 def parse_spec(raw: Any) -> StepSpec:
     """A typed spec from its JSON form; `SpecError` with one line if malformed."""
     if not isinstance(raw, Mapping):
@@ -160,23 +185,23 @@ def parse_spec(raw: Any) -> StepSpec:
             out=out,
             data=_data(raw),
             code=_strings(raw, "code"),
+            threads=_threads(raw),
+            tests=_tests(raw),
         )
     if action == "test":
-        tests = _need(raw, "tests", list, "a list of tests")
-        for test in tests:
-            if not isinstance(test, Mapping) or not isinstance(test.get("kind"), str):
-                raise SpecError("each test needs a 'kind' (and a 'name', 'params')")
+        _need(raw, "tests", list, "a list of tests")
         seed = raw.get("seed", 0)
         if not isinstance(seed, int):
             raise SpecError("test spec 'seed' must be an integer")
         return TestSpec(
             model=_need(raw, "model", str, "a path"),
-            tests=tuple(dict(test) for test in tests),
+            tests=_tests(raw),
             out=out,
             parents=_strings(raw, "parents"),
             data=_data(raw),
             code=_strings(raw, "code"),
             seed=seed,
+            threads=_threads(raw),
         )
     return ProbeSpec(
         out=out,
@@ -186,4 +211,5 @@ def parse_spec(raw: Any) -> StepSpec:
         sleep_s=float(raw.get("sleep_s") or 0.0),
         imports=_strings(raw, "imports"),
         code=_strings(raw, "code"),
+        litter=bool(raw.get("litter", False)),
     )

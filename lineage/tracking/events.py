@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 COMMITTED_EVENT = "lineage.model.committed"
 PROMOTED_EVENT = "lineage.model.promoted"
 ROLLED_BACK_EVENT = "lineage.model.rolled_back"
+#: A cascade node failed (its derive, tests or gate); its subtree is blocked.
+NODE_FAILED_EVENT = "lineage.cascade.node.failed"
 
 
 def prefect_api_url(workspace: Workspace) -> str | None:
@@ -116,6 +118,26 @@ def _flush_events(event_name: str, timeout_s: float = 30.0) -> None:
         raise OrchestrationError(
             f"the {event_name} event was not delivered to Prefect within {timeout_s:.0f} s"
         )
+
+
+def emit(
+    event: str, resource: dict[str, str], payload: dict[str, Any], *, flush: bool = False
+) -> str:
+    """Emit `event` to the Prefect API this process uses.
+
+    Prefect sends events in the background (and at exit); `flush` waits until they are
+    sent, for a process about to exit. Returns "" or a one-line warning: an
+    announcement that cannot be sent must not fail the work it announces (a cascade
+    goes on without its event)."""
+    try:
+        from prefect.events import emit_event
+
+        sent = emit_event(event, resource=resource, payload=payload)
+        if flush:
+            _flush_events(event)
+    except Exception as exc:
+        return f"could not emit {event} to Prefect: {exc}"
+    return "" if sent is not None else f"Prefect did not accept the {event} event"
 
 
 def emit_if_configured(workspace: Workspace, version: VersionInfo) -> bool:

@@ -60,6 +60,12 @@ def prefect_flow_run_url(base: str, flow_run_id: str) -> str:
     return f"{base}/runs/flow-run/{quote(flow_run_id, safe='')}"
 
 
+def configured_ui_url() -> str | None:
+    """`lineage ui`'s address when the user has said where it runs ($LINEAGE_UI_URL),
+    else None (nothing to link to)."""
+    return _http(os.environ.get(UI_URL_ENV, "").strip() or None)
+
+
 def ui_url() -> str:
     """Where `lineage ui` is expected to answer (for links from Prefect artifacts)."""
     return (os.environ.get(UI_URL_ENV) or DEFAULT_UI_URL).rstrip("/")

@@ -8,6 +8,7 @@ output to a logger, and turns the way it ended into a `StepResult` or one specif
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,7 +26,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lineage.steps.runners.errors import NetworkAccessError, RunnerError, StepFailedError
-from lineage.steps.spec import ERROR_FILE, MODEL_DIR, RESULT_FILE, StepExit, StepSpec
+from lineage.steps.spec import (
+    ERROR_FILE,
+    MODEL_DIR,
+    RESULT_FILE,
+    DeriveSpec,
+    StepExit,
+    StepSpec,
+    TestSpec,
+)
 
 #: Lines of step output kept for error messages and `StepResult.log_tail`.
 LOG_TAIL_LINES = 40
@@ -90,13 +100,20 @@ def step_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 class LogTail:
-    """Forward step output line by line to a logger, keeping the last lines."""
+    """Forward step output line by line to a logger, keeping the last lines.
+
+    Output is read by another thread (a pipe or log-stream reader) than the one that
+    runs the step; the lines are logged in the context of the thread that made the
+    tail, so a Prefect task run's logger sends them to that run's API, not to a
+    server of the reader thread's own."""
 
     def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], prefix: str) -> None:
         self.logger = logger
         self.prefix = prefix
         self.lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._partial = ""
+        self._context = contextvars.copy_context()
+        self._lock = threading.Lock()  # a context is entered by one thread at a time
 
     def feed(self, chunk: str) -> None:
         """Take any piece of output; emit the complete lines in it."""
@@ -114,13 +131,15 @@ class LogTail:
         line = line.rstrip("\r")
         if line:
             self.lines.append(line)
-            self.logger.info("%s %s", self.prefix, line)
+            with self._lock:
+                self._context.run(self.logger.info, "%s %s", self.prefix, line)
 
 
-def check_spec(spec: StepSpec) -> StepSpec:
+def check_spec(spec: StepSpec, threads: int | None = None) -> StepSpec:
     """Host-side checks before anything runs: inputs exist, the output folder is usable.
 
-    Returns the spec with an absolute output folder (created if missing).
+    Returns the spec with an absolute output folder (created if missing), and with
+    `threads` as its thread count unless it names one itself.
 
     Raises:
         RunnerError: an input path that does not exist, or an output folder in use.
@@ -135,6 +154,8 @@ def check_spec(spec: StepSpec) -> StepSpec:
         # A leftover result.json from an earlier try would read as this run's result.
         raise RunnerError(f"output folder {out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
+    if threads is not None and isinstance(spec, DeriveSpec | TestSpec) and spec.threads is None:
+        return replace(spec, out=str(out), threads=threads)
     return replace(spec, out=str(out))
 
 

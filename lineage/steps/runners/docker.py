@@ -100,6 +100,8 @@ class DockerRunner(Runner):
         network: give the step a network (default off; only for trusted special cases).
         labels: extra container labels (e.g. the flow run id, to find a step's container).
         client: a Docker client to reuse; default: connect on each step.
+        threads: torch threads of a step whose spec names none (default: the
+            determinism default).
 
     Example:
         >>> runner = DockerRunner(memory="2g", cpus=2)                       # doctest: +SKIP
@@ -121,7 +123,9 @@ class DockerRunner(Runner):
         network: bool = False,
         labels: Mapping[str, str] | None = None,
         client: DockerClient | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.threads = threads
         self.image = image or os.environ.get("LINEAGE_TASK_IMAGE") or DEFAULT_TASK_IMAGE
         self.cpus = cpus
         self.memory = _parse_memory(memory)
@@ -134,7 +138,7 @@ class DockerRunner(Runner):
 
     # ------------------------------------------------------------------ pieces
 
-    def _get_image(self, client: DockerClient) -> Image:
+    def get_image(self, client: DockerClient) -> Image:
         import docker.errors
 
         try:
@@ -151,7 +155,7 @@ class DockerRunner(Runner):
         """The spec with container paths, and the mounts that back them.
 
         Inputs the container's user could not read are replaced by readable copies in
-        `staging` (see `_readable_source`).
+        `staging` (see `readable_source`).
         """
         from docker.types import Mount
 
@@ -161,7 +165,7 @@ class DockerRunner(Runner):
         def mount(host: str, target: str, read_only: bool = True) -> str:
             source = Path(host).resolve()
             if read_only:
-                source = _readable_source(source, int(uid), int(gid or uid), staging)
+                source = readable_source(source, int(uid), int(gid or uid), staging)
             mounts.append(
                 Mount(target=target, source=str(source), type="bind", read_only=read_only)
             )
@@ -184,11 +188,11 @@ class DockerRunner(Runner):
         assert isinstance(spec, DeriveSpec)
         return replace(spec, parents=parents, data=data, code=code, out=out), mounts
 
-    def _user_for(self, image: Image) -> str:
+    def user_for(self, image: Image) -> str:
         """Who runs the step: the image's non-root user when we are root, else ourselves.
 
         Running as the caller's uid keeps output files owned by the caller; as root we
-        instead hand the output folder to the image's user for the run (see `_handover`).
+        instead hand the output folder to the image's user for the run (see `handover`).
         """
         if os.geteuid() != 0:
             return f"{os.geteuid()}:{os.getegid()}"
@@ -203,32 +207,43 @@ class DockerRunner(Runner):
             )
         return user
 
-    def _create(
-        self, client: DockerClient, image: Image, user: str, mounts: list[Any], action: str
-    ) -> Container:
+    def isolation(
+        self, cpus: float | None = None, env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The container settings every step container gets, one-shot or warm (see the
+        module docstring): no network, read-only root, /tmp tmpfs, limits, no
+        capabilities, no privilege escalation. The one place they are written."""
         from docker.types import DeviceRequest
 
+        cpus = self.cpus if cpus is None else cpus
         device_requests = None
         if self.gpus:
             device_requests = [DeviceRequest(count=self.gpus, capabilities=[["gpu"]])]
+        return {
+            "network_mode": "bridge" if self.network else "none",
+            "read_only": True,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmp_size},mode=1777"},
+            "mem_limit": self.memory,
+            "memswap_limit": self.memory,  # no swap: the limit is a limit
+            "nano_cpus": int(cpus * 1e9),
+            "pids_limit": self.pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "device_requests": device_requests,
+            "environment": {**_step_environment(cpus), **(env or {})},
+        }
+
+    def _create(
+        self, client: DockerClient, image: Image, user: str, mounts: list[Any], action: str
+    ) -> Container:
         return client.containers.create(
             image.id,  # by id: the digest we report is exactly what ran
             command=["/spec/spec.json"],
             user=user,
             mounts=mounts,
-            network_mode="bridge" if self.network else "none",
-            read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmp_size},mode=1777"},
-            mem_limit=self.memory,
-            memswap_limit=self.memory,  # no swap: the limit is a limit
-            nano_cpus=int(self.cpus * 1e9),
-            pids_limit=self.pids_limit,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            device_requests=device_requests,
             labels={**self.labels, STEP_LABEL: action},
-            environment=_step_environment(self.cpus),
             detach=True,
+            **self.isolation(),
         )
 
     # ------------------------------------------------------------------ the run
@@ -241,18 +256,18 @@ class DockerRunner(Runner):
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> StepResult:
         """Run the step in a fresh container; see `Runner.run_step`."""
-        checked = check_spec(spec)
+        checked = check_spec(spec, self.threads)
         action = checked.action
         started = time.monotonic()
         client = self._client or connect()
-        image = self._get_image(client)
+        image = self.get_image(client)
         digest = image_digest(image)
         out = Path(checked.out)
-        user = self._user_for(image)
+        user = self.user_for(image)
         tail = LogTail(logger or default_logger(), f"[{action}]")
         with tempfile.TemporaryDirectory(prefix="lineage-stage-") as staging:
             inside, mounts = self._container_paths(checked, user, Path(staging))
-            with spec_file(inside) as path, _handover(out, user):
+            with spec_file(inside) as path, handover(out, user):
                 mounts.append(_spec_mount(path))
                 exit_code, oom = self._run(client, image, user, mounts, action, tail, timeout_s)
         if oom or (exit_code == 137 and self._oom_suspected(tail)):
@@ -337,7 +352,7 @@ def _step_environment(cpus: float) -> dict[str, str]:
     return env
 
 
-def _can_read(st: os.stat_result, uid: int, gid: int) -> bool:
+def can_read(st: os.stat_result, uid: int, gid: int) -> bool:
     """Whether uid:gid may read this file, or list and enter this folder."""
     need = 0o5 if stat.S_ISDIR(st.st_mode) else 0o4
     if st.st_uid == uid:
@@ -349,7 +364,7 @@ def _can_read(st: os.stat_result, uid: int, gid: int) -> bool:
     return bits & need == need
 
 
-def _readable_source(source: Path, uid: int, gid: int, staging: Path) -> Path:
+def readable_source(source: Path, uid: int, gid: int, staging: Path) -> Path:
     """`source`, or a readable copy of it when the container's user could not read it.
 
     Weights are often written 0600 (safetensors writes through a private temp file),
@@ -358,7 +373,7 @@ def _readable_source(source: Path, uid: int, gid: int, staging: Path) -> Path:
     staging folder with readable modes instead (a file copy costs far less than a step).
     """
     paths = [source] if source.is_file() else [source, *source.rglob("*")]
-    if all(_can_read(p.stat(), uid, gid) for p in paths):
+    if all(can_read(p.stat(), uid, gid) for p in paths):
         return source
     target = staging / f"{len(list(staging.iterdir()))}-{source.name}"
     log.info("input %s is not readable by uid %d in the container: staging a copy", source, uid)
@@ -393,7 +408,7 @@ def _pump(container: Container, tail: LogTail) -> None:
 
 
 @contextlib.contextmanager
-def _handover(out: Path, user: str) -> Any:
+def handover(out: Path, user: str) -> Any:
     """As root, lend the output folder to the container's user, then take it back.
 
     The container's user cannot write a root-owned folder, and afterwards the host

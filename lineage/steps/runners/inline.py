@@ -30,12 +30,17 @@ class InlineRunner(Runner):
 
     Args:
         progress: called as `progress(step, total_steps, loss)` while a recipe trains.
+        threads: torch threads of a step whose spec names none (default: the
+            determinism default).
     """
 
     name: ClassVar[str] = "inline"
 
-    def __init__(self, progress: TrainingProgress | None = None) -> None:
+    def __init__(
+        self, progress: TrainingProgress | None = None, threads: int | None = None
+    ) -> None:
         self.progress = progress
+        self.threads = threads
 
     def run_step(
         self,
@@ -48,10 +53,12 @@ class InlineRunner(Runner):
         already one clear line). `timeout_s` cannot be enforced in-process."""
         from lineage.steps.entry import execute
 
-        checked = check_spec(spec)
+        checked = check_spec(spec, self.threads)
         started = time.monotonic()
         try:
-            result = execute(checked, self.progress)
+            # Without a callback, no progress lines: this process's stdout is the
+            # caller's (a `--json` answer, say), not a step log.
+            result = execute(checked, self.progress or _no_progress)
         except LineageError:
             raise
         except Exception as exc:  # a bug in a recipe: name it, as the other runners do
@@ -71,3 +78,7 @@ class InlineRunner(Runner):
             result=result,
             seconds=time.monotonic() - started,
         )
+
+
+def _no_progress(*args: Any, **kwargs: Any) -> None:
+    """A progress callback that reports nothing."""

@@ -77,6 +77,8 @@ class ProcessRunner(Runner):
     Args:
         python: the interpreter to run (default: this one, so the same libraries).
         env: extra environment variables for the step.
+        threads: torch threads of a step whose spec names none (default: the
+            determinism default).
 
     Example:
         >>> from lineage.steps.spec import ProbeSpec
@@ -87,9 +89,15 @@ class ProcessRunner(Runner):
 
     name: ClassVar[str] = "process"
 
-    def __init__(self, python: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.python = python or sys.executable
         self.env = dict(env or {})
+        self.threads = threads
 
     def run_step(
         self,
@@ -99,7 +107,7 @@ class ProcessRunner(Runner):
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> StepResult:
         """Run the step in a subprocess; see `Runner.run_step`."""
-        checked = check_spec(spec)
+        checked = check_spec(spec, self.threads)
         tail = LogTail(logger or default_logger(), f"[{checked.action}]")
         started = time.monotonic()
         with spec_file(checked) as path:

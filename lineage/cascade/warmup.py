@@ -1,0 +1,57 @@
+"""Start early what a cascade's first node would otherwise wait for.
+
+Prefect's import and its local server's start-up take seconds; so do a warm worker's
+imports (torch, transformers, PEFT) and this process's own (tests and recipes' params
+are checked here, and a derivable version's recipe is re-run here to verify it). All
+of them can run at once: `warm_up` starts the workers (they import in their own
+processes) and this process's imports in a thread, and returns at once. Calling it
+again costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+#: What the derive and test tasks import on first use in the flow's process.
+HOST_MODULES = (
+    "lineage.ops.derive",
+    "lineage.ops.add",
+    "lineage.ops.tests",
+    "lineage.modeltests",
+    "lineage.recipes",
+    "lineage.recipes.builtin",
+)
+
+_started = threading.Event()
+
+
+def preload_host() -> None:
+    """Import what the tasks need here, and enter the determinism context once (its
+    first use imports parts of torch that take over a second)."""
+    for module in HOST_MODULES:
+        importlib.import_module(module)
+    from lineage.recipes.determinism import deterministic
+
+    with deterministic(0):
+        pass
+
+
+def warm_up(
+    runner: str,
+    concurrency: int,
+    *,
+    warm: bool = True,
+    host: bool = True,
+    threads: int | None = None,
+) -> None:
+    """Start this process's warm workers for `runner` (if `warm` and it has them) and,
+    with `host`, its own imports, in the background. (The CLI starts the workers before
+    it imports Prefect, and this process's imports after: they would compete for it.)"""
+    from lineage.steps.pool import POOLED_RUNNERS, pool_for
+
+    if host and not _started.is_set():
+        _started.set()
+        threading.Thread(target=preload_host, name="lineage-preload", daemon=True).start()
+    if warm and runner in POOLED_RUNNERS:
+        pool_for(runner, concurrency, threads)

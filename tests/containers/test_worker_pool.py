@@ -1,0 +1,168 @@
+"""Warm worker pools of subprocesses: reuse, replacement, leftovers, thread counts.
+
+No engine needed; the docker pool's own tests are in `test_docker_pool.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lineage.steps.pool import ProcessPool, step_threads
+from lineage.steps.runners import ProcessRunner
+from lineage.steps.runners.errors import StepFailedError, StepTimeoutError
+from lineage.steps.spec import parse_spec
+
+pytestmark = pytest.mark.timeout(300)
+
+FINETUNE = {"steps": 2, "batch_size": 4, "seed": 7}
+
+
+def _probe(pool: ProcessPool, out: Path, **options: object) -> dict[str, object]:
+    spec = parse_spec({"action": "probe", "out": str(out), **options})
+    return pool.run_step(spec, timeout_s=60).result
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def pool() -> ProcessPool:
+    with ProcessPool(slots=1, threads=1) as pool:
+        yield pool
+
+
+def test_a_worker_takes_one_step_after_another(pool: ProcessPool, tmp_path: Path) -> None:
+    first = _probe(pool, tmp_path / "a")
+    second = _probe(pool, tmp_path / "b")
+    assert first["pid"] == second["pid"]  # the same warm process
+    assert pool.replaced == 0
+    assert (tmp_path / "a" / "result.json").is_file() and (tmp_path / "b" / "result.json").is_file()
+
+
+def test_a_crashed_worker_is_replaced(pool: ProcessPool, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "crash.py").write_text(
+        "import os, signal\n"
+        "def derive(parents, params, data, out_dir):\n"
+        "    os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    before = _probe(pool, tmp_path / "a")
+    with pytest.raises(StepFailedError, match="killed by SIGSEGV"):
+        pool.run_step(
+            parse_spec(
+                {
+                    "action": "derive",
+                    "recipe": "crash:derive",
+                    "parents": [str(parent)],
+                    "code": [str(code)],
+                    "out": str(tmp_path / "o"),
+                }
+            ),
+            timeout_s=60,
+        )
+    after = _probe(pool, tmp_path / "b")
+    assert after["pid"] != before["pid"] and pool.replaced == 1
+
+
+def test_a_timed_out_worker_is_replaced(pool: ProcessPool, tmp_path: Path) -> None:
+    before = _probe(pool, tmp_path / "a")
+    started = time.monotonic()
+    with pytest.raises(StepTimeoutError, match="timed out after 2 s"):
+        pool.run_step(
+            parse_spec({"action": "probe", "out": str(tmp_path / "o"), "sleep_s": 600}),
+            timeout_s=2,
+        )
+    assert time.monotonic() - started < 20
+    after = _probe(pool, tmp_path / "b")
+    assert after["pid"] != before["pid"] and pool.replaced == 1
+
+
+def test_a_step_never_sees_what_the_previous_one_left(pool: ProcessPool, tmp_path: Path) -> None:
+    littered = _probe(pool, tmp_path / "a", litter=True)
+    assert "lineage-probe-litter" not in littered["tmp_entries"]  # written after the look
+    clean = _probe(pool, tmp_path / "b")
+    assert clean["pid"] == littered["pid"]  # the same worker, its temp folder emptied
+    assert clean["tmp_entries"] == littered["tmp_entries"]
+    assert "lineage-probe-litter" not in clean["tmp_entries"]
+
+
+def test_user_code_is_imported_afresh_by_the_next_step(pool: ProcessPool, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    parent = tmp_path / "parent"
+    parent.mkdir()
+
+    def run(version: int, out: str) -> dict[str, float]:
+        (code / "versioned.py").write_text(
+            f"def derive(parents, params, data, out_dir):\n    return {{'version': {version}}}\n"
+        )
+        spec = {
+            "action": "derive",
+            "recipe": "versioned:derive",
+            "parents": [str(parent)],
+            "code": [str(code)],
+            "out": str(tmp_path / out),
+        }
+        return pool.run_step(parse_spec(spec), timeout_s=60).metrics
+
+    assert run(1, "a") == {"version": 1.0}
+    assert run(2, "b") == {"version": 2.0}  # the edited module, not the cached one
+    assert pool.replaced == 0
+
+
+def test_thread_count_is_fixed_recorded_and_bit_identical(
+    tiny_parent: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    spec = {
+        "action": "derive",
+        "recipe": "finetune",
+        "params": FINETUNE,
+        "parents": [str(tiny_parent)],
+        "data": str(tiny_data),
+    }
+    with ProcessPool(slots=1, threads=1) as pool:
+        warm = pool.run_step(parse_spec({**spec, "out": str(tmp_path / "w")}), timeout_s=300)
+    cold = ProcessRunner(threads=1).run_step(
+        parse_spec({**spec, "out": str(tmp_path / "c")}), timeout_s=300
+    )
+    assert warm.result["threads"] == cold.result["threads"] == 1
+    assert warm.model_dir is not None and cold.model_dir is not None
+    assert _files(warm.model_dir) == _files(cold.model_dir)
+    assert warm.loss_curve == cold.loss_curve
+    # No oversubscription: the slots' threads together fit the cores.
+    assert step_threads(2, cores=2) == 1 and step_threads(4, cores=16) == 2
+
+
+def test_a_free_worker_goes_to_the_highest_priority_first(
+    pool: ProcessPool, tmp_path: Path
+) -> None:
+    import threading
+
+    _probe(pool, tmp_path / "warm")  # the worker is up
+    finished: list[str] = []
+
+    def run(name: str, priority: float, sleep_s: float = 0.0) -> None:
+        with pool.prioritized(priority):
+            _probe(pool, tmp_path / name, sleep_s=sleep_s)
+        finished.append(name)
+
+    busy = threading.Thread(target=run, args=("busy", 0.0, 1.5))
+    busy.start()
+    time.sleep(0.3)  # the only worker is taken
+    low = threading.Thread(target=run, args=("low", 1.0))
+    low.start()
+    time.sleep(0.3)  # `low` waits first...
+    high = threading.Thread(target=run, args=("high", 5.0))
+    high.start()
+    for thread in (busy, low, high):
+        thread.join(timeout=60)
+    assert finished == ["busy", "high", "low"]  # ...but `high` goes first
