@@ -194,16 +194,24 @@ def project_files(root: Path = PROJECT_ROOT) -> list[Path]:
     return sorted(found)
 
 
-def image_hash(root: Path, pins: dict[str, str], base_image_id: str) -> str:
-    """Content hash of everything the task image is made from."""
+def _content_hash(
+    dockerfile: str, pins: dict[str, str], parent_id: str, root: Path, files: Iterable[Path]
+) -> str:
+    """sha256 over a Dockerfile, its pins, the image it builds on and the files it copies
+    (their paths and contents): equal hashes mean an equal image."""
     digest = hashlib.sha256()
-    digest.update((CONTAINERS_DIR / "Dockerfile").read_bytes())
+    digest.update((CONTAINERS_DIR / dockerfile).read_bytes())
     digest.update(json.dumps(pins, sort_keys=True).encode())
-    digest.update(base_image_id.encode())
-    for rel in project_files(root):
+    digest.update(parent_id.encode())
+    for rel in files:
         digest.update(str(rel).encode() + b"\0")
         digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
     return digest.hexdigest()
+
+
+def image_hash(root: Path, pins: dict[str, str], base_image_id: str) -> str:
+    """Content hash of everything the task image is made from."""
+    return _content_hash("Dockerfile", pins, base_image_id, root, project_files(root))
 
 
 def flow_requirements(root: Path = PROJECT_ROOT) -> list[str]:
@@ -248,14 +256,7 @@ def prefect_project_files(root: Path = PROJECT_ROOT) -> list[Path]:
 def flow_image_hash(pins: dict[str, str], task_image_id: str, root: Path = PROJECT_ROOT) -> str:
     """Content hash of the flow image: its Dockerfile, its extra pins, the Prefect
     project and the task image (whose id covers the base, its pins and the library)."""
-    digest = hashlib.sha256()
-    digest.update((CONTAINERS_DIR / "flow.Dockerfile").read_bytes())
-    digest.update(json.dumps(pins, sort_keys=True).encode())
-    digest.update(task_image_id.encode())
-    for rel in prefect_project_files(root):
-        digest.update(str(rel).encode() + b"\0")
-        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
-    return digest.hexdigest()
+    return _content_hash("flow.Dockerfile", pins, task_image_id, root, prefect_project_files(root))
 
 
 # ---------------------------------------------------------------- base image

@@ -15,8 +15,8 @@ thread-pool task runner, MLflow. Each extra adds one way to scale out or one dem
 `pip install 'lineage-modelops[all]'` installs every extra (`make setup` does, so the
 tests can run). A feature whose extra is missing stops with one line naming it:
 
->>> require_extra("s3", "an S3 object store")       # doctest: +SKIP
-MissingExtraError: an S3 object store needs the [s3] extra: pip install 'lineage-modelops[s3]'
+    $ lineage init ws --store-url s3://bucket/prefix      # without the [s3] extra
+    error: an S3 object store needs the [s3] extra: pip install 'lineage-modelops[s3]'
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from lineage.records import Kind, VersionInfo
 if TYPE_CHECKING:
     from lineage.ops.lossy import LossyRequest
 
+MessageOption = typer.Option("", "--message", "-m", metavar="MSG", help="What this version is.")
+TagOption = typer.Option([], "--tag", "-t", metavar="TAG", help="Tag the version (repeatable).")
 LossyOption = typer.Option(
     False,
     "--lossy",
@@ -106,10 +108,8 @@ def add(
         "inline", "--runner", help="Where a recipe runs: this process, a subprocess, a container."
     ),
     threads: int = ThreadsOption,
-    message: str = typer.Option("", "--message", "-m", metavar="MSG", help="What this version is."),
-    tag: list[str] = typer.Option(
-        [], "--tag", "-t", metavar="TAG", help="Tag the version (repeatable)."
-    ),
+    message: str = MessageOption,
+    tag: list[str] = TagOption,
     lossy: bool = LossyOption,
     max_error: float = MaxErrorOption,
     lossy_tolerance: float = LossyToleranceOption,
@@ -204,10 +204,8 @@ def commit(
         autocompletion=complete_ref,
         help="Parents of the new version (default: as before).",
     ),
-    message: str = typer.Option("", "--message", "-m", metavar="MSG"),
-    tag: list[str] = typer.Option(
-        [], "--tag", "-t", metavar="TAG", help="Tag the version (repeatable)."
-    ),
+    message: str = MessageOption,
+    tag: list[str] = TagOption,
     emit: bool = typer.Option(
         True, "--emit/--no-emit", help="Announce the version to Prefect when one is configured."
     ),

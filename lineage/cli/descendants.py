@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from lineage.cli.complete import complete_ref
 from lineage.cli.output import JsonOption, print_json, say, version_line, workspace_from
+
+if TYPE_CHECKING:
+    from lineage.records import VersionInfo
 
 AllVersionsOption = typer.Option(False, "--all-versions", help="Follow next-version edges too.")
 
@@ -18,13 +23,7 @@ def descendants(
 ) -> None:
     """Everything derived from REF, in topological order (parents first)."""
     versions = workspace_from(ctx).descendants(ref, include_versions=all_versions)
-    if json_out:
-        print_json([version.to_dict() for version in versions])
-        return
-    for version in versions:
-        say(version_line(version))
-    if not versions:
-        say(f"nothing is derived from {ref}")
+    _print_versions(versions, json_out, f"nothing is derived from {ref}")
 
 
 def ancestors(
@@ -35,13 +34,7 @@ def ancestors(
 ) -> None:
     """Everything REF was derived from, oldest first."""
     versions = workspace_from(ctx).ancestors(ref, include_versions=all_versions)
-    if json_out:
-        print_json([version.to_dict() for version in versions])
-        return
-    for version in versions:
-        say(version_line(version))
-    if not versions:
-        say(f"{ref} has no ancestors")
+    _print_versions(versions, json_out, f"{ref} has no ancestors")
 
 
 def path(
@@ -58,6 +51,16 @@ def path(
         say(f"no path from {source} to {target}")
     else:
         say(" → ".join(version.ref for version in found))
+
+
+def _print_versions(versions: list[VersionInfo], json_out: bool, when_none: str) -> None:
+    if json_out:
+        print_json([version.to_dict() for version in versions])
+        return
+    for version in versions:
+        say(version_line(version))
+    if not versions:
+        say(when_none)
 
 
 def register(app: typer.Typer) -> None:

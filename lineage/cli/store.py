@@ -12,6 +12,11 @@ from lineage.errors import StoreError
 store_app = typer.Typer(help="Object store housekeeping: stats, verify, gc.", no_args_is_help=True)
 
 
+RefsArgument = typer.Argument(
+    None, metavar="REF", autocompletion=complete_ref, help="Only these versions (default: all)."
+)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
@@ -19,12 +24,7 @@ def _mb(n: int) -> str:
 @store_app.command("stats")
 def stats_command(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(
-        None,
-        metavar="REF",
-        autocompletion=complete_ref,
-        help="Only these versions (default: all).",
-    ),
+    refs: list[str] = RefsArgument,
     json_out: bool = JsonOption,
 ) -> None:
     """Logical vs stored bytes and encodings, per version and in total."""
@@ -64,12 +64,7 @@ def stats_command(
 @store_app.command("verify")
 def verify_command(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(
-        None,
-        metavar="REF",
-        autocompletion=complete_ref,
-        help="Only these versions (default: all).",
-    ),
+    refs: list[str] = RefsArgument,
     repair: bool = typer.Option(
         False, "--repair", help="Rewrite damaged objects from good bytes found in --from."
     ),

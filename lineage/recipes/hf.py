@@ -79,7 +79,8 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; anything else is one `WeightsError` line."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -134,7 +135,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
     if (path / "adapter_config.json").is_file():
         if not (path / "adapter_model.safetensors").is_file():
             raise WeightsError(f"adapter directory {path} has no adapter_model.safetensors")
-        meta = _read_json(path / ADAPTER_META) if (path / ADAPTER_META).is_file() else {}
+        meta = read_json_object(path / ADAPTER_META) if (path / ADAPTER_META).is_file() else {}
         labels = meta.get("labels")
         return ModelInfo(
             path,
@@ -142,11 +143,11 @@ def inspect_model(path: str | Path) -> ModelInfo:
             meta.get("base_model_type"),
             bool(labels),
             tuple(labels) if labels else None,
-            _read_json(path / "adapter_config.json"),
+            read_json_object(path / "adapter_config.json"),
         )
     if not (path / "config.json").is_file():
         raise WeightsError(f"{path} is not a Hugging Face model directory (no config.json)")
-    config = _read_json(path / "config.json")
+    config = read_json_object(path / "config.json")
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         pickled = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)

@@ -27,13 +27,12 @@ gives them back). Numpy only: store commands import no torch.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from lineage.errors import WeightsError
-from lineage.recipes.hf import ADAPTER_META, WEIGHTS_FILE, write_json
+from lineage.recipes.hf import ADAPTER_META, WEIGHTS_FILE, read_json_object, write_json
 from lineage.recipes.int8 import (
     CONFIG_KEY,
     SCALE_SUFFIX,
@@ -58,16 +57,6 @@ BASE_REF_PREFIX = "lineage:"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path} is not a JSON object")
-    return data
-
-
 def is_adapter_dir(directory: Path) -> bool:
     return (Path(directory) / ADAPTER_CONFIG).is_file()
 
@@ -87,7 +76,7 @@ def make_loadable(directory: str | Path, *, base_ref: str | None = None) -> list
         write_adapter_base_reference(directory, reference)
         return [f"{ADAPTER_CONFIG}: base_model_name_or_path = {reference!r}"]
     config_path = directory / "config.json"
-    if config_path.is_file() and is_quantized_config(_read_json(config_path)):
+    if config_path.is_file() and is_quantized_config(read_json_object(config_path)):
         count = dequantize_checkout(directory)
         return [f"{WEIGHTS_FILE}: {count} int8 tensors dequantized to float32 (--raw: as stored)"]
     return []
@@ -102,7 +91,7 @@ def dequantize_checkout(directory: Path) -> int:
     """
     config_path = directory / "config.json"
     weights = directory / WEIGHTS_FILE
-    config = _read_json(config_path)
+    config = read_json_object(config_path)
     _, metadata, _ = read_header(weights)
     tensors = read_safetensors(weights)
     out: dict[str, RawTensor] = {}
@@ -134,7 +123,7 @@ def dequantize_checkout(directory: Path) -> int:
 def write_adapter_base_reference(adapter_dir: Path, base: str) -> None:
     """Set `base_model_name_or_path` in the adapter config (a path or a `lineage:` ref)."""
     path = Path(adapter_dir) / ADAPTER_CONFIG
-    config = _read_json(path)
+    config = read_json_object(path)
     config["base_model_name_or_path"] = base
     _replace(path, lambda tmp: write_json(tmp, config))
 
@@ -157,7 +146,7 @@ def attach_base(adapter_dir: Path, base_dir: Path, *, recorded_path: Path | None
     if not (base_dir / "config.json").is_file():
         raise WeightsError(f"base {base_dir} is not a Hugging Face model directory")
     meta_path = adapter_dir / ADAPTER_META
-    labels = _read_json(meta_path).get("labels") if meta_path.is_file() else None
+    labels = read_json_object(meta_path).get("labels") if meta_path.is_file() else None
     if labels:
         _give_base_labels(base_dir, [str(label) for label in labels])
     write_adapter_base_reference(adapter_dir, str((recorded_path or base_dir).absolute()))
@@ -165,7 +154,7 @@ def attach_base(adapter_dir: Path, base_dir: Path, *, recorded_path: Path | None
 
 def _give_base_labels(base_dir: Path, labels: list[str]) -> None:
     config_path = base_dir / "config.json"
-    config = _read_json(config_path)
+    config = read_json_object(config_path)
     config["id2label"] = {str(i): label for i, label in enumerate(labels)}
     config["label2id"] = {label: i for i, label in enumerate(labels)}
     config.pop("num_labels", None)  # transformers derives it from id2label

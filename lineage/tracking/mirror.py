@@ -21,9 +21,11 @@ The order rules live here, once:
 - the registry aliases are set from the lineage DB's aliases, never from a job's
   memory, so replaying jobs in any order converges to what lineage holds.
 
->>> queue_version(ws, ws.resolve("sentiment@2"))      # doctest: +SKIP
->>> register_version(ws, ws.resolve("sentiment@2"))   # doctest: +SKIP
-'2'
+For example (both need the MLflow store; `register_version` returns the MLflow
+version, which is the lineage version)::
+
+    queue_version(ws, ws.resolve("sentiment@2"))     # the background writer registers it
+    register_version(ws, ws.resolve("sentiment@2"))  # or now: returns "2"
 """
 
 from __future__ import annotations

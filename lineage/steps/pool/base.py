@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lineage.steps.runners.base import LogTail, Runner, StepResult, check_spec, read_outcome
+from lineage.steps.runners.base import (
+    LogTail,
+    Runner,
+    StepLogger,
+    StepResult,
+    check_spec,
+    read_outcome,
+)
 from lineage.steps.runners.base import step_logger as default_logger
 from lineage.steps.runners.errors import OutOfMemoryError, RunnerError, StepTimeoutError
 from lineage.steps.spec import StepSpec
@@ -361,7 +368,7 @@ class WorkerPool(Runner):
         spec: StepSpec,
         *,
         timeout_s: float | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: StepLogger | None = None,
     ) -> StepResult:
         """Run the step on a free warm worker; see `Runner.run_step`."""
         checked = check_spec(spec, self.threads)

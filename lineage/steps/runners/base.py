@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from lineage.steps.runners.errors import NetworkAccessError, RunnerError, StepFailedError
 from lineage.steps.spec import (
@@ -38,6 +38,9 @@ from lineage.steps.spec import (
 
 #: Lines of step output kept for error messages and `StepResult.log_tail`.
 LOG_TAIL_LINES = 40
+
+#: Where a step's output lines go: a logger, or Prefect's run logger (an adapter).
+StepLogger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @dataclass
@@ -107,7 +110,7 @@ class LogTail:
     tail, so a Prefect task run's logger sends them to that run's API, not to a
     server of the reader thread's own."""
 
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], prefix: str) -> None:
+    def __init__(self, logger: StepLogger, prefix: str) -> None:
         self.logger = logger
         self.prefix = prefix
         self.lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -255,7 +258,7 @@ class Runner(ABC):
         spec: StepSpec,
         *,
         timeout_s: float | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: StepLogger | None = None,
     ) -> StepResult:
         """Run the step; return its result or raise a `RunnerError` subclass.
 

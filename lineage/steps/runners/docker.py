@@ -40,6 +40,7 @@ from lineage.steps.images import DEFAULT_TASK_IMAGE
 from lineage.steps.runners.base import (
     LogTail,
     Runner,
+    StepLogger,
     StepResult,
     check_spec,
     read_outcome,
@@ -103,10 +104,10 @@ class DockerRunner(Runner):
         threads: torch threads of a step whose spec names none (default: the
             determinism default).
 
-    Example:
-        >>> runner = DockerRunner(memory="2g", cpus=2)                       # doctest: +SKIP
-        >>> runner.run_step({"action": "probe", "out": "/tmp/o"}).result["uid"]  # doctest: +SKIP
-        10001
+    Example (with an engine running and the task image built)::
+
+        runner = DockerRunner(memory="2g", cpus=2)
+        runner.run_step(spec).result   # spec: a typed step spec (lineage.steps.spec)
     """
 
     name: ClassVar[str] = "docker"
@@ -253,7 +254,7 @@ class DockerRunner(Runner):
         spec: StepSpec,
         *,
         timeout_s: float | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: StepLogger | None = None,
     ) -> StepResult:
         """Run the step in a fresh container; see `Runner.run_step`."""
         checked = check_spec(spec, self.threads)

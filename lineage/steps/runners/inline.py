@@ -10,14 +10,13 @@ machine; the process and docker runners for everything else.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lineage.errors import LineageError
-from lineage.steps.runners.base import Runner, StepResult, check_spec
+from lineage.steps.runners.base import Runner, StepLogger, StepResult, check_spec
 from lineage.steps.runners.errors import StepFailedError
 from lineage.steps.spec import RESULT_FILE, StepSpec
 
@@ -47,7 +46,7 @@ class InlineRunner(Runner):
         spec: StepSpec,
         *,
         timeout_s: float | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: StepLogger | None = None,
     ) -> StepResult:
         """Run the step here; a recipe's own error passes through unchanged (it is
         already one clear line). `timeout_s` cannot be enforced in-process."""

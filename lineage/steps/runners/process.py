@@ -12,7 +12,6 @@ its own session so a timeout kills it and everything it started.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -21,12 +20,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import lineage
 from lineage.steps.runners.base import (
     LogTail,
     Runner,
+    StepLogger,
     StepResult,
     check_spec,
     read_outcome,
@@ -104,7 +104,7 @@ class ProcessRunner(Runner):
         spec: StepSpec,
         *,
         timeout_s: float | None = None,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: StepLogger | None = None,
     ) -> StepResult:
         """Run the step in a subprocess; see `Runner.run_step`."""
         checked = check_spec(spec, self.threads)
