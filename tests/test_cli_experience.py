@@ -197,3 +197,26 @@ def test_choices_in_the_cli_are_the_runners_lineage_has() -> None:
     from lineage.steps.runners import RUNNER_NAMES
 
     assert sorted(get_args(RunnerName)) == sorted(RUNNER_NAMES)
+
+
+def test_python_dash_m_lineage_is_the_cli(family: Workspace, tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "lineage", "show", "base@1", "--json"],
+        capture_output=True,
+        text=True,
+        env=_env(family.root),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["ref"] == "base@1"
+    missing = subprocess.run(
+        [sys.executable, "-m", "lineage", "show", "base@9"],
+        capture_output=True,
+        text=True,
+        env=_env(family.root),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert missing.returncode == 4
+    assert missing.stderr.startswith("error: ") and len(missing.stderr.splitlines()) == 1
