@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import typer
@@ -31,6 +29,8 @@ STARTUP_TIMEOUT_S = 180.0
 
 
 def _port_free(host: str, port: int) -> bool:
+    import socket  # here, not at the top: every CLI command imports this module
+
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -41,6 +41,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _healthy(api_url: str) -> bool:
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
             return bool(response.status == 200)
