@@ -26,25 +26,10 @@ from typing import Any
 import numpy as np
 
 from lineage.errors import WeightsError
+from lineage.formats import SAFETENSORS_DTYPE_SIZES
 
 #: Bytes per element of every safetensors dtype.
-DTYPE_SIZES = {
-    "F64": 8,
-    "I64": 8,
-    "U64": 8,
-    "F32": 4,
-    "I32": 4,
-    "U32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I16": 2,
-    "U16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-}
+DTYPE_SIZES = SAFETENSORS_DTYPE_SIZES
 _NUMPY = {
     "F64": np.float64,
     "I64": np.int64,

@@ -29,14 +29,15 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from lineage.errors import CorruptObjectError, MissingObjectError, StoreError
 from lineage.store import objects
 from lineage.store.buffers import BufferPool
 from lineage.store.manifest import Manifest, ManifestError, check_object_id, find_problem
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: the store's working memory: cache, idle buffers and in-flight ingest work together.
 DEFAULT_MEMORY_BYTES = 1 << 30
@@ -132,6 +133,8 @@ class DecodedCache:
                 self._spare_size -= nbytes
                 buf.flags.writeable = True
                 return buf
+        import numpy as np  # here: reading manifests alone needs no numpy
+
         return np.empty(nbytes, dtype=np.uint8)
 
     def _keep_spare(self, old: np.ndarray, holders: int = 3) -> None:
@@ -139,7 +142,7 @@ class DecodedCache:
         # written again: a reader still holding it (or any view of it, whose base it
         # is) shows in its reference count (the caller's name, ours, the call's
         # argument: 3; with `recycle`, its own argument too).
-        if old.base is not None or sys.getrefcount(old) > holders or old.dtype != np.uint8:
+        if old.base is not None or sys.getrefcount(old) > holders or old.dtype != "uint8":
             return
         if self._spare_size + old.nbytes > self.capacity // 4:
             return

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from lineage.errors import WeightsError
+from lineage.formats import SAFETENSORS_DTYPE_SIZES
 
 try:  # the store's C kernels: float32 -> float16/bfloat16 several times faster than numpy
     import lineage.store._planes as _kernels
@@ -19,23 +20,7 @@ except ImportError:
     _kernels = None  # type: ignore[assignment]
 
 #: element size in bytes for every dtype name safetensors writes that we accept.
-ITEMSIZE: dict[str, int] = {
-    "BOOL": 1,
-    "U8": 1,
-    "I8": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I16": 2,
-    "U16": 2,
-    "F16": 2,
-    "BF16": 2,
-    "I32": 4,
-    "U32": 4,
-    "F32": 4,
-    "I64": 8,
-    "U64": 8,
-    "F64": 8,
-}
+ITEMSIZE = SAFETENSORS_DTYPE_SIZES
 
 #: dtypes whose values the cast and lossy encodings may compute with.
 FLOATS = frozenset({"F16", "BF16", "F32", "F64"})

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lineage.store.dtypes import ITEMSIZE
+from lineage.formats import SAFETENSORS_DTYPE_SIZES as ITEMSIZE
 
 FORMAT = 1
 
