@@ -12,57 +12,17 @@ Public interface (see each module's docstring)::
     diff_manifests(store, a, b); find_similar(store, Path("dir"), {"bert@3": manifest_id})
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from lineage.store.backend import ObjectStore
-    from lineage.store.bases import delta_bases
-    from lineage.store.checkout import checkout
-    from lineage.store.diff import DiffReport, diff_manifests
-    from lineage.store.gc import GcReport, gc
-    from lineage.store.ingest import LossyOptions, ingest
-    from lineage.store.manifest import FileEntry, Manifest, TensorEntry
-    from lineage.store.repair import RepairReport, repair
-    from lineage.store.similar import find_similar
-    from lineage.store.stats import StatsReport, stats
-    from lineage.store.verify import VerifyReport, verify
-
-# Names are loaded from their module on first use, not here: a command that only reads
-# a manifest (`lineage show`) must not pay for numpy and the codecs (PEP 562).
-_HOMES = {
-    "ObjectStore": "backend",
-    "delta_bases": "bases",
-    "checkout": "checkout",
-    "DiffReport": "diff",
-    "diff_manifests": "diff",
-    "GcReport": "gc",
-    "gc": "gc",
-    "LossyOptions": "ingest",
-    "ingest": "ingest",
-    "FileEntry": "manifest",
-    "Manifest": "manifest",
-    "TensorEntry": "manifest",
-    "RepairReport": "repair",
-    "repair": "repair",
-    "find_similar": "similar",
-    "StatsReport": "stats",
-    "stats": "stats",
-    "VerifyReport": "verify",
-    "verify": "verify",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'lineage.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"lineage.store.{home}"), name)
-    globals()[name] = value
-    return value
-
+from lineage.store.backend import ObjectStore
+from lineage.store.bases import delta_bases
+from lineage.store.checkout import checkout
+from lineage.store.diff import DiffReport, diff_manifests
+from lineage.store.gc import GcReport, gc
+from lineage.store.ingest import LossyOptions, ingest
+from lineage.store.manifest import FileEntry, Manifest, TensorEntry
+from lineage.store.repair import RepairReport, repair
+from lineage.store.similar import find_similar
+from lineage.store.stats import StatsReport, stats
+from lineage.store.verify import VerifyReport, verify
 
 __all__ = [
     "DiffReport",
