@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,24 @@ DERIVE_THREADS = int(os.environ.get("LINEAGE_DERIVE_THREADS", "2"))
 def effective_threads(threads: int | None = None) -> int:
     """The thread count `deterministic(seed, threads)` uses (what provenance records)."""
     return threads or DERIVE_THREADS
+
+
+def _use_deterministic_kernels(mode: bool, *, warn_only: bool = False) -> None:
+    """`torch.use_deterministic_algorithms`, without its import of `torch._inductor`.
+
+    That import (for the compiler's own deterministic flag) takes 1.3 s of a cold
+    process here, on every CLI `add --recipe`, and recipes run eagerly: they never
+    compile. The kernel flag is the same one torch sets; when the compiler is already
+    loaded, its flag follows too, as with torch's function.
+    """
+    set_kernels = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_kernels is None:  # a torch without the private setter: the public call
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        setattr(inductor_config, "deterministic", mode)  # noqa: B010  (a module found at run time)
+    set_kernels(mode, warn_only=warn_only)
 
 
 @contextmanager
@@ -44,13 +63,13 @@ def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
             torch.set_num_threads(effective_threads(threads))
-            torch.use_deterministic_algorithms(True)
+            _use_deterministic_kernels(True)
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)
             yield
         finally:
             torch.set_num_threads(prev_threads)
-            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+            _use_deterministic_kernels(prev_det, warn_only=prev_warn)
             random.setstate(py_state)
             np.random.set_state(np_state)

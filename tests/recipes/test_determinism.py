@@ -49,3 +49,35 @@ def test_derive_restores_global_torch_state(tiny_encoder, tmp_path):
     get_recipe("quantize").derive([tiny_encoder], {}, None, tmp_path / "q")
     assert torch.get_num_threads() == threads
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_deterministic_sets_and_restores_the_kernel_flag_without_loading_the_compiler():
+    """The flag torch's kernels read is on inside and restored after; torch's compiler
+    (whose import costs a cold process over a second) is not loaded for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from lineage.recipes.determinism import deterministic\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "with deterministic(0, threads=1):\n"
+        "    assert torch.are_deterministic_algorithms_enabled()\n"
+        "    assert torch.get_num_threads() == 1\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "print('torch._inductor' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_a_loaded_compiler_follows_the_flag():
+    import torch._inductor.config as inductor_config
+
+    from lineage.recipes.determinism import deterministic
+
+    before = inductor_config.deterministic
+    with deterministic(0):
+        assert inductor_config.deterministic is True
+    assert inductor_config.deterministic == before
