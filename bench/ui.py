@@ -42,17 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lineage.ops.add import add, commit  # noqa: E402
+from lineage.testing import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from lineage.ui.export import render_page  # noqa: E402
 
-CHROMIUM = os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 KINDS = ["finetune", "adapter", "distill", "quantize", "prune"]
 
 

@@ -5,10 +5,25 @@ For a real (tiny) transformer use `lineage.bundled.make_tiny_model`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
+
+#: Headless Chromium for the explorer's browser tests and `bench/ui.py`: Debian's package
+#: unless $LINEAGE_CHROMIUM says otherwise (no browser is downloaded).
+CHROMIUM = os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium")
+#: As root Chromium needs --no-sandbox; the rest keeps a test browser from reaching out
+#: (the network is closed anyway) and from doing first-run work.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def write_tiny_weights(directory: Path, seed: int = 0, *, scale: float = 1.0) -> Path:

@@ -65,18 +65,23 @@ class LocalObjectStore(ObjectStore):
         pending = self._pending.get(key)
         return [pending, self._path(key)] if pending else [self._path(key)]
 
-    def _read(self, key: str, length: int = -1, max_bytes: int | None = None) -> bytes:
+    def _open(self, key: str) -> int:
+        """A read-only descriptor of `key`'s file (the caller closes it); `KeyError` when
+        there is none."""
         for path in self._readable(key):
             try:
-                with open(path, "rb") as f:
-                    if max_bytes is not None:
-                        size = os.fstat(f.fileno()).st_size
-                        if size > max_bytes:
-                            raise TooLargeError(size)
-                    return f.read(length)
+                return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except FileNotFoundError:
                 continue  # renamed in between: the final name is next
         raise KeyError(key)
+
+    def _read(self, key: str, length: int = -1, max_bytes: int | None = None) -> bytes:
+        with open(self._open(key), "rb") as f:
+            if max_bytes is not None:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_bytes:
+                    raise TooLargeError(size)
+            return f.read(length)
 
     def _put(self, key: str, parts: list[bytes | memoryview]) -> None:
         # Only the temp file is written here; `flush` makes it durable and renames it.
@@ -123,37 +128,26 @@ class LocalObjectStore(ObjectStore):
 
     @contextlib.contextmanager
     def _read_into(self, key: str, max_bytes: int, pool: BufferPool) -> Iterator[memoryview]:
-        for path in self._readable(key):
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                continue  # renamed in between: the final name is next
-            try:
-                size = os.fstat(fd).st_size
-                if size > max_bytes:
-                    raise TooLargeError(size)
-                with pool.borrow(size) as view:
-                    got = _pread_all(fd, view)
-                    yield view[:got].toreadonly()
-                return
-            finally:
-                os.close(fd)
-        raise KeyError(key)
+        fd = self._open(key)
+        try:
+            size = os.fstat(fd).st_size
+            if size > max_bytes:
+                raise TooLargeError(size)
+            with pool.borrow(size) as view:
+                got = _pread_all(fd, view)
+                yield view[:got].toreadonly()
+        finally:
+            os.close(fd)
 
     def _get_prefix(self, key: str, length: int) -> bytes:
         return self._read(key, length)
 
     def _get_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
-        for path in self._readable(key):
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                continue  # renamed in between: the final name is next
-            try:
-                return [os.pread(fd, length, offset) for offset, length in ranges]
-            finally:
-                os.close(fd)
-        raise KeyError(key)
+        fd = self._open(key)
+        try:
+            return [os.pread(fd, length, offset) for offset, length in ranges]
+        finally:
+            os.close(fd)
 
     def _exists(self, key: str) -> bool:
         return key in self._pending or self._path(key).is_file()

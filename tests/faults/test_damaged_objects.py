@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from cli_helpers import cli, flip_byte, init_workspace, model_dir
 from safetensors.numpy import load_file, save_file
 
 from lineage.store import ObjectStore, ingest, verify
 from lineage.store.repair import open_repair_source, repair
-
-from .helpers import cli, flip_byte, init_workspace, model_dir
 
 
 def _object_path(root: Path, oid: str) -> Path:

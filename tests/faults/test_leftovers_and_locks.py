@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import LINEAGE, cli, init_workspace
 from safetensors.numpy import save_file
 
 from lineage.errors import StoreError
 from lineage.store import ObjectStore, gc, stats
-
-from .helpers import LINEAGE, cli, init_workspace
 
 
 def _model(path: Path, megabytes: int) -> Path:

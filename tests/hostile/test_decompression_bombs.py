@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from cli_helpers import cli, init_workspace, model_dir, one_error_line
 
 import lineage
 from lineage.errors import CorruptObjectError
 from lineage.store import ObjectStore, checkout, ingest, verify
 from lineage.store.planes import _decompress
-
-from .helpers import cli, init_workspace, model_dir, one_error_line
 
 GIB = 1 << 30
 

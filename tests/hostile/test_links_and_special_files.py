@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, init_workspace, model_dir, one_error_line
 
 from lineage.errors import WeightsError
 from lineage.store import ObjectStore, ingest
 from lineage.store.sources import OpenSource, check_weights_source, scan_source
-
-from .helpers import cli, init_workspace, model_dir, one_error_line
 
 SECRET = "aws_secret_access_key = do-not-read-me\n"
 

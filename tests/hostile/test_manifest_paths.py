@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import cli, init_workspace, model_dir, one_error_line
 from sqlalchemy import create_engine, select, update
 
 from lineage.errors import CorruptObjectError
 from lineage.graph import schema as t
 from lineage.store import FileEntry, Manifest, ObjectStore, checkout, ingest, verify
 from lineage.store.manifest import ManifestError, check_path
-
-from .helpers import cli, init_workspace, model_dir, one_error_line
 
 BAD_PATHS = {
     "parent": "../escaped.json",

@@ -19,20 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 from family import build_demo_family
 
-from lineage.testing import require_service
+from lineage.testing import CHROMIUM, CHROMIUM_ARGS, require_service
 
-CHROMIUM = os.environ.get("LINEAGE_CHROMIUM", "/usr/bin/chromium")
-# Chromium as root needs --no-sandbox; the rest keeps a test browser from reaching out
-# (the network is closed anyway) and from doing first-run work. Playwright gives every
-# launch a fresh, temporary profile (user data dir).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1400, "height": 900}
 
 

@@ -39,7 +39,6 @@ from lineage.steps.runners.base import (
     check_spec,
     read_outcome,
 )
-from lineage.steps.runners.base import step_logger as default_logger
 from lineage.steps.runners.errors import OutOfMemoryError, RunnerError, StepTimeoutError
 from lineage.steps.spec import StepSpec
 from lineage.steps.worker import (
@@ -372,7 +371,7 @@ class WorkerPool(Runner):
     ) -> StepResult:
         """Run the step on a free warm worker; see `Runner.run_step`."""
         checked = check_spec(spec, self.threads)
-        tail = LogTail(logger or default_logger(), f"[{checked.action}]")
+        tail = LogTail.for_step(checked.action, logger)
         started = time.monotonic()
         worker = self._acquire()
         self._waits.seconds = time.monotonic() - started

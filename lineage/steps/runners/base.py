@@ -118,6 +118,12 @@ class LogTail:
         self._context = contextvars.copy_context()
         self._lock = threading.Lock()  # a context is entered by one thread at a time
 
+    @classmethod
+    def for_step(cls, action: str, logger: StepLogger | None = None) -> LogTail:
+        """The tail of one step's output: lines prefixed `[action]`, sent to `logger`
+        (default: `step_logger()`)."""
+        return cls(logger or step_logger(), f"[{action}]")
+
     def feed(self, chunk: str) -> None:
         """Take any piece of output; emit the complete lines in it."""
         text = self._partial + chunk

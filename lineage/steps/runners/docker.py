@@ -46,7 +46,6 @@ from lineage.steps.runners.base import (
     read_outcome,
     spec_file,
 )
-from lineage.steps.runners.base import step_logger as default_logger
 from lineage.steps.runners.errors import (
     ImageNotFoundError,
     OutOfMemoryError,
@@ -265,7 +264,7 @@ class DockerRunner(Runner):
         digest = image_digest(image)
         out = Path(checked.out)
         user = self.user_for(image)
-        tail = LogTail(logger or default_logger(), f"[{action}]")
+        tail = LogTail.for_step(action, logger)
         with tempfile.TemporaryDirectory(prefix="lineage-stage-") as staging:
             inside, mounts = self._container_paths(checked, user, Path(staging))
             with spec_file(inside) as path, handover(out, user):

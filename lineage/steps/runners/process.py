@@ -32,7 +32,6 @@ from lineage.steps.runners.base import (
     read_outcome,
     spec_file,
 )
-from lineage.steps.runners.base import step_logger as default_logger
 from lineage.steps.runners.errors import OutOfMemoryError, StepTimeoutError
 from lineage.steps.spec import StepSpec
 
@@ -108,7 +107,7 @@ class ProcessRunner(Runner):
     ) -> StepResult:
         """Run the step in a subprocess; see `Runner.run_step`."""
         checked = check_spec(spec, self.threads)
-        tail = LogTail(logger or default_logger(), f"[{checked.action}]")
+        tail = LogTail.for_step(checked.action, logger)
         started = time.monotonic()
         with spec_file(checked) as path:
             proc = subprocess.Popen(

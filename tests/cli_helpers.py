@@ -1,4 +1,4 @@
-"""Small helpers for the fault tests: real `lineage` processes, model folders."""
+"""Helpers for the hostile-input and fault tests: real `lineage` processes, model folders."""
 
 from __future__ import annotations
 
