@@ -1,4 +1,9 @@
-"""Engines for the graph DB: SQLite (embedded default, WAL mode) or any SQLAlchemy URL."""
+"""SQLAlchemy engines on the graph DB, for migrations (alembic) and direct inspection.
+
+Everyday reads and writes go through `lineage.graph.db` on the drivers themselves;
+this engine applies the same connection settings (`SQLITE_PRAGMAS`, the busy timeout,
+`BEGIN IMMEDIATE`), so both see the DB the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
 from lineage.extras import require_extra
-
-# Several lineage processes (CLI calls, cascade workers) write the same SQLite file.
-# WAL lets readers run during a write; busy_timeout makes writers queue instead of
-# failing; BEGIN IMMEDIATE takes the write lock up front so two writers never
-# deadlock while upgrading a read lock.
-_SQLITE_BUSY_TIMEOUT_MS = 60_000
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
+from lineage.graph.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS, is_sqlite
 
 
 def make_engine(url: str) -> Engine:
@@ -26,7 +22,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             poolclass=NullPool,
-            connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
         )
         _configure_sqlite(engine)
         return engine
@@ -42,10 +38,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -23,15 +23,20 @@ from sqlalchemy import (
     false,
 )
 
+from lineage.graph.revision import SCHEMA_REVISION
 from lineage.records import DERIVATION, DERIVATION_KINDS, EDGE_TYPES, VERSIONING
 
-__all__ = ["DERIVATION", "DERIVATION_KINDS", "EDGE_TYPES", "VERSIONING", "metadata"]
+__all__ = [
+    "DERIVATION",
+    "DERIVATION_KINDS",
+    "EDGE_TYPES",
+    "SCHEMA_REVISION",
+    "VERSIONING",
+    "metadata",
+]
 
 metadata = MetaData()
 
-#: The newest migration (`migrations/versions`): a graph DB at an older revision is
-#: upgraded when first opened (tests/test_migrations.py checks the two agree).
-SCHEMA_REVISION = "0003"
 
 models = Table(
     "models",
