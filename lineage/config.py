@@ -18,7 +18,7 @@ WORKSPACE_ENV = "LINEAGE_WORKSPACE"
 class WorkspaceConfig:
     """Settings of one workspace. Empty strings mean "the embedded default"."""
 
-    graph_url: str = ""  # any SQLAlchemy URL; default: SQLite file .lineage/graph.db
+    graph_url: str = ""  # sqlite:///PATH or postgresql://…; default: SQLite file .lineage/graph.db
     store_url: str = ""  # folder or s3://bucket/prefix; default: .lineage/objects
     mlflow_tracking_uri: str = ""  # default: SQLite in .lineage/mlflow
     prefect_api_url: str = ""  # default: whatever Prefect is configured with

@@ -17,7 +17,10 @@ def init(
         "",
         "--db-url",
         metavar="URL",
-        help="SQLAlchemy URL of the graph DB (default: SQLite in .lineage/).",
+        help=(
+            "URL of the graph DB: sqlite:///PATH or postgresql://USER@HOST/DB "
+            "(default: SQLite in .lineage/)."
+        ),
     ),
     store_url: str = typer.Option(
         "", "--store-url", metavar="URL", help="Object store: a folder or s3://bucket/prefix."

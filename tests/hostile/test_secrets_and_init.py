@@ -21,6 +21,15 @@ def test_unreachable_db_init_leaves_nothing_and_hides_the_password(tmp_path: Pat
     assert not (tmp_path / "ws").exists()
 
 
+def test_an_unsupported_db_url_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    url = f"mysql://lineage:{SECRET}@127.0.0.1/graph"
+    done = run_cli(["init", "ws", "--db-url", url], tmp_path, check=False)
+    assert done.returncode != 0
+    line = one_error_line(done)
+    assert "sqlite:///PATH or postgresql://" in line and SECRET not in line
+    assert not (tmp_path / "ws").exists()
+
+
 def test_unreachable_tracking_server_init_leaves_nothing(tmp_path: Path) -> None:
     env = {"MLFLOW_TRACKING_URI": f"http://user:{SECRET}@127.0.0.1:{free_port()}"}
     (tmp_path / "existing").mkdir()

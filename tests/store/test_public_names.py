@@ -23,3 +23,18 @@ def test_a_name_shared_with_a_submodule_is_the_function(name: str) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert callable(getattr(importlib.import_module("lineage.store"), name))
+
+
+def test_every_public_name_loads_and_reading_a_manifest_skips_the_codec() -> None:
+    # Names load on first use; opening a store and reading manifests (`lineage show`)
+    # must not import numpy or the C kernels of the codec.
+    code = (
+        "import sys, lineage.store as s;"
+        "from lineage.store.backend import ObjectStore;"
+        "assert 'numpy' not in sys.modules, 'numpy loaded by the store backend';"
+        "missing = [n for n in s.__all__ if getattr(s, n, None) is None];"
+        "assert not missing, missing;"
+        "assert sorted(s.__all__) == sorted(s._HOMES)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
