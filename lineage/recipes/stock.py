@@ -9,7 +9,7 @@ What lineage stores is not always what `from_pretrained` understands:
   computes, so predictions match bit for bit.
 - a LoRA adapter stores `base_model_name_or_path: null` (its base is the version's
   first derivation parent, not a path). `make_loadable` names the base ref there as
-  `lineage:NAME@N`: not a valid Hub id, so PEFT and transformers stop with an error
+  `lineage:NAME@N` (an adapter added with a base path of its own keeps it): not a valid Hub id, so PEFT and transformers stop with an error
   that shows the ref, offline, instead of asking the Hub for a model called `null`.
   `attach_base` goes further: with the base model checked out next to the adapter
   (`DIR/base`), the adapter config points at it and the stock loaders
@@ -70,7 +70,10 @@ def make_loadable(directory: str | Path, *, base_ref: str | None = None) -> list
     """
     directory = Path(directory)
     if is_adapter_dir(directory):
-        if base_ref is None:
+        # An adapter added from a folder keeps the base its author named: a checkout
+        # gives back the bytes that went in.
+        named = read_json_object(directory / ADAPTER_CONFIG).get("base_model_name_or_path")
+        if base_ref is None or named:
             return []
         reference = BASE_REF_PREFIX + base_ref
         write_adapter_base_reference(directory, reference)

@@ -21,11 +21,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lineage.errors import UsageError, WeightsError
+from lineage.formats import CHECKOUT_MARKER
 from lineage.ops.add import add
 from lineage.ops.checkout import checkout
 from lineage.ops.derive import add_from_recipe
 from lineage.recipes.hf import inspect_model, load_for_inference
 from lineage.recipes.stock import BASE_DIR, DEQUANTIZED_KEY
+from lineage.testing import same_model_files
 from lineage.workspace import Workspace
 
 FAST = {"steps": 2, "batch_size": 8}
@@ -152,6 +154,21 @@ def test_plain_adapter_checkout_names_its_base_and_fails_clearly_offline(
         AutoPeftModelForSequenceClassification.from_pretrained(str(directory))
     raw = checkout(family, "adapter@1", tmp_path / "raw")
     assert json.loads((raw / "adapter_config.json").read_text())["base_model_name_or_path"] is None
+
+
+def test_an_added_adapter_keeps_the_base_its_author_named(
+    family: Workspace, tmp_path: Path
+) -> None:
+    # An adapter added from a folder with its own base path checks out as it went in.
+    mine = shutil.copytree(checkout(family, "adapter@1", tmp_path / "raw"), tmp_path / "mine")
+    (mine / CHECKOUT_MARKER).unlink()
+    config_path = mine / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "/models/my-encoder"
+    config_path.write_text(json.dumps(config))
+    add(family, "my-adapter", source=mine, parents=["enc@1"], kind="adapter")
+    directory = checkout(family, "my-adapter@1", tmp_path / "out", loadable=True)
+    assert same_model_files(mine, directory)
 
 
 def test_int8_checkout_is_float_by_default_and_raw_keeps_the_stored_form(
