@@ -762,17 +762,21 @@ def _configured_api() -> PrefectApi:
 def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
     """The configured Prefect API (nothing is started), else Prefect's local ephemeral
     server, started once per process; and how long the start took."""
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    from lineage.tracking.prefect_server import local_server, started_server
 
     configured = PREFECT_API_URL.value()
     if configured:
+        early = started_server()
+        if early is not None:
+            early.stop()  # a profile names an API after all: the early start was not needed
         return PrefectApi(str(configured), False, 0.0)
-    from prefect.server.api.server import SubprocessASGIServer  # seconds to import
-
-    server = SubprocessASGIServer()
-    began = time.perf_counter()
-    server.start(timeout=startup_timeout_s)  # returns at once when already running
-    return PrefectApi(server.api_url, True, time.perf_counter() - began)
+    # Started here now, or earlier by the CLI (`start_early`) while it imported Prefect.
+    server = local_server(get_current_settings().to_environment_variables(exclude_unset=True))
+    first_use = server.startup_s is None
+    startup_s = server.wait_ready(startup_timeout_s)
+    return PrefectApi(server.api_url, True, startup_s if first_use else 0.0)
 
 
 def run_cascade(

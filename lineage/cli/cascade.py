@@ -185,8 +185,14 @@ def _run(
     api_url = prefect_api_url(workspace)
     if api_url:
         os.environ["PREFECT_API_URL"] = api_url
-    # Before Prefect is imported: its ephemeral server would otherwise try to send
-    # telemetry, and lineage never reaches the internet on its own.
+    else:
+        from lineage.tracking.prefect_server import local_server
+
+        # No API named: the local server starts first thing, alongside the workers'
+        # imports and this process's import of Prefect (the flow waits for it).
+        local_server()
+    # Before Prefect is imported: it would otherwise try to send telemetry, and
+    # lineage never reaches the internet on its own.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if task_runner == "thread":
         from lineage.cascade.warmup import warm_up

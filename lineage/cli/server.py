@@ -19,6 +19,7 @@ import typer
 
 from lineage.cli.output import say
 from lineage.errors import OrchestrationError, UsageError
+from lineage.tracking.prefect_server import healthy, port_free
 
 server_app = typer.Typer(
     help="A local Prefect server and UI for repeated cascades.", no_args_is_help=True
@@ -26,28 +27,6 @@ server_app = typer.Typer(
 
 #: How long the server may take to answer its health check (a busy 2-core machine).
 STARTUP_TIMEOUT_S = 180.0
-
-
-def _port_free(host: str, port: int) -> bool:
-    import socket  # here, not at the top: every CLI command imports this module
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _healthy(api_url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def server_command(host: str, port: int) -> list[str]:
@@ -72,7 +51,7 @@ def start(
     there and starts nothing. State lives in Prefect's home ($PREFECT_HOME, default
     ~/.prefect).
     """
-    if not _port_free(host, port):
+    if not port_free(host, port):
         raise UsageError(
             f"port {port} on {host} is in use (a server may already run there: "
             f"http://{host}:{port}); pick another with --port"
@@ -87,7 +66,7 @@ def start(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         started = time.monotonic()
-        while not _healthy(api_url):
+        while not healthy(api_url):
             if process.poll() is not None:
                 raise OrchestrationError(
                     f"the Prefect server exited ({process.returncode}) while starting"

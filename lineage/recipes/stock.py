@@ -9,8 +9,9 @@ What lineage stores is not always what `from_pretrained` understands:
   computes, so predictions match bit for bit.
 - a LoRA adapter stores `base_model_name_or_path: null` (its base is the version's
   first derivation parent, not a path). `make_loadable` names the base ref there as
-  `lineage:NAME@N` (an adapter added with a base path of its own keeps it): not a valid Hub id, so PEFT and transformers stop with an error
-  that shows the ref, offline, instead of asking the Hub for a model called `null`.
+  `lineage:NAME@N` (an adapter added with a base path of its own keeps it): not a
+  valid Hub id, so PEFT and transformers stop with an error that shows the ref,
+  offline, instead of asking the Hub for a model called `null`.
   `attach_base` goes further: with the base model checked out next to the adapter
   (`DIR/base`), the adapter config points at it and the stock loaders
   (`AutoPeftModelForSequenceClassification`, `AutoModelForSequenceClassification`)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -22,14 +21,7 @@ os.environ.setdefault("PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY", "false")
 from cascade_helpers import HERE, VENV_BIN, child_env
 
 from lineage.testing import free_port, require_service
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+from lineage.tracking.prefect_server import healthy
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +49,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120
     try:
-        while not _healthy(url):
+        while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 log.flush()
                 tail = (home / "server.log").read_text(errors="replace")[-2000:]
