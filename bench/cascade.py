@@ -555,6 +555,10 @@ def main() -> None:
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lineage-bench-prefect-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not args.track:
+        # Tracking off: no MLflow writer drains the registry mirror's queue in the
+        # background, during the run or while the scratch workspace is removed.
+        os.environ.setdefault("LINEAGE_MLFLOW_WRITER", "deferred")
     if args.table:
         args.slots = args.slots or 2
         table_main(args)

@@ -8,7 +8,6 @@ CLI, a Prefect worker running several steps) are not left in a changed state.
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from collections.abc import Iterator
@@ -17,14 +16,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-#: Threads used inside `derive`. Part of the determinism contract: change it and
-#: training outputs change. Override with LINEAGE_DERIVE_THREADS (at your own risk).
-DERIVE_THREADS = int(os.environ.get("LINEAGE_DERIVE_THREADS", "2"))
+from lineage.recipes.threads import DERIVE_THREADS, effective_threads
 
-
-def effective_threads(threads: int | None = None) -> int:
-    """The thread count `deterministic(seed, threads)` uses (what provenance records)."""
-    return threads or DERIVE_THREADS
+__all__ = ["DERIVE_THREADS", "deterministic", "effective_threads"]
 
 
 def _use_deterministic_kernels(mode: bool, *, warn_only: bool = False) -> None:

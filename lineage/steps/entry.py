@@ -183,7 +183,7 @@ def run_derive(spec: DeriveSpec, progress: TrainingProgress | None = None) -> di
     (seed from its params, fixed thread count), so nothing is seeded here.
     """
     from lineage.recipes import get_recipe
-    from lineage.recipes.determinism import effective_threads
+    from lineage.recipes.threads import effective_threads
 
     recipe = get_recipe(spec.recipe)
     params = recipe.validate_params(dict(spec.params))
@@ -276,7 +276,7 @@ def run_test(spec: TestSpec) -> dict[str, Any]:
     The first parent, if any, is the tests' reference model (the base of an adapter,
     the baseline of `no_regression`).
     """
-    from lineage.recipes.determinism import effective_threads
+    from lineage.recipes.threads import effective_threads
 
     outcomes = _run_tests(
         spec.tests,

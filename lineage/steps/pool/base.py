@@ -69,7 +69,7 @@ def step_threads(slots: int, cores: int | None = None) -> int:
     >>> step_threads(2, cores=2), step_threads(1, cores=16), step_threads(8, cores=4)
     (1, 2, 1)
     """
-    from lineage.recipes.determinism import DERIVE_THREADS
+    from lineage.recipes.threads import DERIVE_THREADS
 
     if os.environ.get("LINEAGE_DERIVE_THREADS"):
         return DERIVE_THREADS
