@@ -68,6 +68,7 @@ from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
 from lineage.cascade.warmup import warm_up
+from lineage.ops.parents import shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
 from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
@@ -713,7 +714,9 @@ def cascade_flow(
             warm=warm,
             threads=threads,
         )
-        run.run()
+        # Children of one parent (every child of the new base) share its checkout.
+        with shared_parent_checkouts():
+            run.run()
         summary = run.summary()
         summary["workers"] = {
             "runner": runner,

@@ -122,7 +122,7 @@ def run_recipe(
     new model in the same step, against the first parent.
     """
     from lineage.datasets import load_dataset
-    from lineage.ops.checkout import checkout
+    from lineage.ops.parents import checkout_parent
     from lineage.steps.spec import DeriveSpec
 
     recipe = trusted_recipe(workspace, recipe_id)
@@ -131,7 +131,8 @@ def run_recipe(
         load_dataset(data)  # DataError now, not after the checkout
     step_runner = as_runner(runner, progress)
     parent_dirs = [
-        checkout(workspace, ref, work_dir / f"parent-{i}") for i, ref in enumerate(parent_refs)
+        checkout_parent(workspace, ref, work_dir / f"parent-{i}")
+        for i, ref in enumerate(parent_refs)
     ]
     spec = DeriveSpec(
         recipe=recipe.id,

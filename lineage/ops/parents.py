@@ -1,0 +1,111 @@
+"""Parent checkouts shared by the steps of one cascade.
+
+A step reads its parents from folders the host checks out for it. In a cascade many
+nodes share a parent (every child of the new base, every child of a re-derived
+fine-tune), and each checkout decodes the whole model again (about 0.3 s of CPU for
+a BERT-size parent, more on a delta chain), on the same cores the steps compute on.
+Inside `shared_parent_checkouts()`, `checkout_parent` checks each version out once,
+makes the folder read-only and hands the same folder to every step that reads it;
+two steps that need it at once wait for one checkout. Outside it (a single `lineage
+add --recipe`, a Dask worker process), each step gets its own checkout as before.
+
+The folder is read-only to the steps by its permissions; a recipe is code the
+workspace trusts (`lineage trust`), and the docker runner mounts parents read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lineage.workspace import Workspace
+
+_READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_READ_ONLY_DIR = _READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+class _SharedCheckouts:
+    """Checkouts by manifest id under one temporary folder."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="lineage-parents-"))
+        self.root.chmod(0o755)  # the docker runner's containers read below it
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._done: dict[str, Path] = {}
+
+    def get(self, workspace: Workspace, ref: str) -> Path:
+        from lineage.ops.checkout import checkout
+
+        version = workspace.resolve(ref)
+        key = version.manifest_id
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            found = self._done.get(key)
+            if found is None:
+                found = checkout(workspace, version.ref, self.root / key)
+                _set_modes(found, file_mode=_READ_ONLY_FILE, dir_mode=_READ_ONLY_DIR)
+                self._done[key] = found
+            return found
+
+    def close(self) -> None:
+        _set_modes(self.root, file_mode=0o644, dir_mode=0o755)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _set_modes(root: Path, *, file_mode: int, dir_mode: int) -> None:
+    """Modes of every file and folder below `root` (folders last when locking, first
+    when unlocking, so the walk can always enter them)."""
+    unlocking = dir_mode & stat.S_IWUSR
+    if unlocking:
+        os.chmod(root, dir_mode)
+    for folder, dirs, files in os.walk(root, topdown=bool(unlocking)):
+        for name in files:
+            os.chmod(os.path.join(folder, name), file_mode, follow_symlinks=False)
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), dir_mode)
+    if not unlocking:
+        os.chmod(root, dir_mode)
+
+
+_active: _SharedCheckouts | None = None
+_active_guard = threading.Lock()
+
+
+@contextmanager
+def shared_parent_checkouts() -> Iterator[None]:
+    """Share parent checkouts between the steps run in this process until exit (the
+    folders are removed then). Nested uses share the outer one."""
+    global _active
+    with _active_guard:
+        if _active is not None:
+            owner = None
+        else:
+            owner = _active = _SharedCheckouts()
+    try:
+        yield
+    finally:
+        if owner is not None:
+            with _active_guard:
+                _active = None
+            owner.close()
+
+
+def checkout_parent(workspace: Workspace, ref: str, own_dir: Path) -> Path:
+    """The folder a step reads parent `ref` from: the shared checkout inside
+    `shared_parent_checkouts()`, else a checkout of its own into `own_dir`."""
+    shared = _active
+    if shared is None:
+        from lineage.ops.checkout import checkout
+
+        return checkout(workspace, ref, own_dir)
+    return shared.get(workspace, ref)

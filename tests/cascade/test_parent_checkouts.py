@@ -1,0 +1,37 @@
+"""Steps of one cascade share each parent's checkout: made once, read-only, removed
+when the cascade ends; outside a cascade every step checks out its own."""
+
+from __future__ import annotations
+
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lineage.ops.add import add
+from lineage.ops.parents import checkout_parent, shared_parent_checkouts
+from lineage.testing import same_model_files
+
+
+def test_children_of_one_parent_read_one_read_only_checkout(
+    sqlite_workspace: Any, tiny_weights: Any, tmp_path: Path
+) -> None:
+    source = tiny_weights(0)
+    add(sqlite_workspace, "base", source=source)
+    with shared_parent_checkouts():
+        with ThreadPoolExecutor(4) as pool:  # steps that start together wait for one
+            found = set(
+                pool.map(
+                    lambda i: checkout_parent(sqlite_workspace, "base@1", tmp_path / f"own{i}"),
+                    range(4),
+                )
+            )
+        (shared,) = found
+        assert checkout_parent(sqlite_workspace, "base", tmp_path / "other") == shared
+        assert same_model_files(source, shared)
+        assert not any(tmp_path.glob("own*"))
+        for path in [shared, *shared.rglob("*")]:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, path
+    assert not shared.exists()  # removed with the cascade
+    own = checkout_parent(sqlite_workspace, "base@1", tmp_path / "own")
+    assert own == tmp_path / "own" and same_model_files(source, own)
