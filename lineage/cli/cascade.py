@@ -109,7 +109,7 @@ def cascade(
     """Re-derive every descendant of the version REF replaces, test it, promote what passes.
 
     Runs on Prefect: a configured API ($PREFECT_API_URL or the workspace's [prefect]
-    api_url) records it there; otherwise Prefect's local ephemeral mode runs it here.
+    api_url) records it there; otherwise a local Prefect server started for the command does.
     Exits 12 when a node failed or was blocked.
 
     Tasks run on a thread pool here, or with `--task-runner dask` on a local Dask
