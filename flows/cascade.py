@@ -67,7 +67,8 @@ from lineage.cascade.history import record_cascade_run
 from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
-from lineage.cascade.warmup import warm_up
+from lineage.cascade.warmup import preload_torch, warm_up
+from lineage.ops.derive import DERIVABLE_KINDS
 from lineage.ops.parents import shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
@@ -689,6 +690,8 @@ def cascade_flow(
     try:
         root = str(Workspace.open(workspace or None).root)
         plan = build_plan(open_workspace(root), upstream, replaces or None)
+        if any(node.kind in DERIVABLE_KINDS for node in plan.to_derive):
+            preload_torch()  # this process verifies derivable versions: it needs torch
         _tag_flow_run(plan)
         lines = describe_plan(plan)
         logger.info("\n".join(lines))

@@ -26,15 +26,34 @@ HOST_MODULES = (
 _started = threading.Event()
 
 
-def preload_host() -> None:
-    """Import what the tasks need here, and enter the determinism context once (its
-    first use imports parts of torch that take over a second)."""
+def preload_host(steps_here: bool) -> None:
+    """Import what the tasks need here; torch too with `steps_here` (the inline
+    runner). Otherwise this process only hands steps to workers and needs torch only
+    to verify or re-make a derivable version (`preload_torch`): until then, its cores
+    are the workers'."""
     for module in HOST_MODULES:
         importlib.import_module(module)
+    if steps_here:
+        _enter_determinism()
+
+
+def _enter_determinism() -> None:
+    # Its first use imports the parts of torch that take over a second.
     from lineage.recipes.determinism import deterministic
 
     with deterministic(0):
         pass
+
+
+_torch_started = threading.Event()
+
+
+def preload_torch() -> None:
+    """Import torch here in the background (once): for a plan with derivable versions,
+    which this process re-makes to verify them (`lineage.ops.derive.DERIVABLE_KINDS`)."""
+    if not _torch_started.is_set():
+        _torch_started.set()
+        threading.Thread(target=_enter_determinism, name="lineage-torch", daemon=True).start()
 
 
 def warm_up(
@@ -52,6 +71,8 @@ def warm_up(
 
     if host and not _started.is_set():
         _started.set()
-        threading.Thread(target=preload_host, name="lineage-preload", daemon=True).start()
+        threading.Thread(
+            target=preload_host, args=(runner == "inline",), name="lineage-preload", daemon=True
+        ).start()
     if warm and runner in POOLED_RUNNERS:
         pool_for(runner, concurrency, threads)

@@ -10,9 +10,7 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lineage.datasets import Example, TextDataset
 from lineage.errors import ModelTestError
@@ -31,7 +29,10 @@ from lineage.modeltests.outcome import TestOutcome
 from lineage.modeltests.perturb import PERTURBATIONS
 from lineage.modeltests.predictor import Predictor
 from lineage.recipes.hf import inspect_model, load_for_inference, safetensors_keys
-from lineage.recipes.training import accuracy, encode, macro_f1
+from lineage.recipes.training import accuracy, encode, macro_f1, no_grad
+
+if TYPE_CHECKING:
+    pass
 
 Measured = tuple[str, float | None, float | None, bool, dict[str, Any]]
 
@@ -121,6 +122,8 @@ def run_invariance(
 def run_size(
     model_dir: Path, parent_dir: Path | None, data: TextDataset | None, p: SizeParams
 ) -> Measured:
+    import torch
+
     inspect_model(model_dir)  # a clear error for a directory that is not a model
     from safetensors import safe_open
 
@@ -147,10 +150,12 @@ def run_size(
     return metric, value, threshold, passed, details
 
 
-@torch.no_grad()
+@no_grad
 def run_latency(
     model_dir: Path, parent_dir: Path | None, data: TextDataset | None, p: LatencyParams
 ) -> Measured:
+    import torch
+
     model, tokenizer, _ = load_for_inference(model_dir, parent_dir)
     if data is not None:
         texts = [e.text for e in _examples(data, p)]

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lineage.datasets import TextDataset
 from lineage.recipes.hf import load_for_inference
-from lineage.recipes.training import embed, predict_logits
+from lineage.recipes.training import embed, no_grad, predict_logits
+
+if TYPE_CHECKING:
+    import torch
 
 PROBE_EXAMPLES = 512
 
@@ -61,6 +63,8 @@ class Predictor:
             self._centroids = self._fit_centroids()
 
     def _fit_centroids(self) -> torch.Tensor:
+        import torch
+
         train = self.data.split("train")[:PROBE_EXAMPLES]
         emb = embed(self.model, self.tokenizer, [e.text for e in train], max_length=self.max_length)
         labels = torch.tensor([e.label for e in train])
@@ -70,7 +74,7 @@ class Predictor:
                 cents[c] = emb[labels == c].mean(0)
         return torch.nn.functional.normalize(cents, dim=-1)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, texts: Sequence[str]) -> list[int]:
         """Label ids (indices into `data.labels`); -1 for a head label the data lacks."""
         if not texts:

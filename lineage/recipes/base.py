@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lineage.datasets import DataSpec, TextDataset, load_dataset
 from lineage.errors import LineageError, RecipeError
-from lineage.recipes.determinism import deterministic
 from lineage.recipes.training import TrainingProgress
 from lineage.records import DERIVATION_KINDS, Kind
 
@@ -170,6 +169,8 @@ class Recipe:
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
+            from lineage.recipes.determinism import deterministic  # torch: only here
+
             with deterministic(int(getattr(p, "seed", 0)), threads):
                 raw = self.run(parent_paths, p, dataset, out, progress)
         except LineageError:

@@ -8,24 +8,43 @@ worker processes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
-
-import torch
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from lineage.datasets import Example
 
-if TYPE_CHECKING:  # transformers is imported lazily
+if TYPE_CHECKING:  # torch and transformers are imported where used: the recipe
+    # registry and the model tests' parameters load without them (`lineage recipes`,
+    # the cascade's host, which only hands steps to workers)
+    import torch
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger("lineage.recipes.training")
 
 #: `progress(step, total_steps, loss)`, called after every optimizer step.
 TrainingProgress = Callable[[int, int, float], None]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def no_grad(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`torch.no_grad()` as a decorator that imports torch on the first call, not when
+    the module is imported."""
+
+    @functools.wraps(function)
+    def without_grad(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        import torch
+
+        with torch.no_grad():
+            return function(*args, **kwargs)
+
+    return without_grad
 
 
 def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator[list[Example]]:
@@ -73,6 +92,8 @@ def train_steps(
     `after_step` runs after each optimizer step under `no_grad` (prune uses it to
     re-apply its mask). Logs step/loss at INFO every tenth of the run.
     """
+    import torch
+
     trainable = [p for p in params if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     warmup = max(1, int(steps * warmup_ratio))
@@ -114,7 +135,7 @@ def train_steps(
     return curve
 
 
-@torch.no_grad()
+@no_grad
 def _in_batches(
     model: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -124,6 +145,8 @@ def _in_batches(
     output: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 ) -> torch.Tensor:
     """`output(enc)` for every batch of `texts`, concatenated, with the model in eval mode."""
+    import torch
+
     was_training = model.training
     model.eval()
     out = []
@@ -163,6 +186,8 @@ def embed(
 
 def pooled(model: torch.nn.Module, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean pooling over non-padding tokens, normalised; works with grad too."""
+    import torch
+
     encoder = getattr(model, "base_model", model)
     hidden = encoder(**enc).last_hidden_state
     mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)

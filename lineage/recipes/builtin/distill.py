@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
 
 from lineage.datasets import Example, TextDataset
@@ -47,6 +46,7 @@ from lineage.recipes.training import (
 )
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 _LAYER_RE = re.compile(r"(^|\.)encoder\.layer\.(\d+)\.")
@@ -102,6 +102,8 @@ def run_distill(
     progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Distil the teacher into a student with fewer layers."""
+    import torch
+
     data = require_data(data, "distill")
     teacher_dir = parents[-1]
     info = require_encoder(teacher_dir, "distill")

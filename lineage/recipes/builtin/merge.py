@@ -15,11 +15,9 @@ lineage.errors.RecipeError: recipe 'merge': invalid params: weights.1: Input sho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 from pydantic import Field, field_validator
-from safetensors.torch import load_file, save_file
 
 from lineage.datasets import TextDataset
 from lineage.errors import RecipeError, WeightsError
@@ -27,6 +25,9 @@ from lineage.recipes.base import DeriveResult, Recipe, RecipeParams
 from lineage.recipes.builtin.quantize import _copy_side_files
 from lineage.recipes.hf import WEIGHTS_FILE, inspect_model, write_json
 from lineage.recipes.training import TrainingProgress
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MergeParams(RecipeParams):
@@ -50,6 +51,9 @@ def run_merge(
     progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Average the parents' tensors with normalised weights."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
     weights = params.weights or [1.0] * len(parents)
     if len(weights) != len(parents):
         raise RecipeError(

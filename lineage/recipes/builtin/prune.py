@@ -13,11 +13,9 @@ the mask is re-applied after every step, so pruned weights stay zero.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from safetensors.torch import save_file
 
 from lineage.datasets import TextDataset
 from lineage.errors import RecipeError
@@ -36,6 +34,9 @@ from lineage.recipes.hf import (
     save_model,
 )
 from lineage.recipes.training import TrainingProgress
+
+if TYPE_CHECKING:
+    import torch
 
 MASK_FILE = "prune_mask.safetensors"
 
@@ -70,6 +71,8 @@ def magnitude_masks(
     >>> m["a.weight"].tolist()
     [[False, True], [False, True]]
     """
+    import torch
+
     names = sorted(n for n, t in tensors.items() if prunable(n, t))
     masks: dict[str, torch.Tensor] = {}
     if scope == "global":
@@ -88,6 +91,8 @@ def magnitude_masks(
 
 
 def _keep_flat(values: torch.Tensor, sparsity: float) -> torch.Tensor:
+    import torch
+
     n_drop = round(values.numel() * sparsity)
     keep = torch.ones(values.numel(), dtype=torch.bool)
     if n_drop:
@@ -104,6 +109,9 @@ def run_prune(
     progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Zero the smallest weights; optionally recover accuracy with masked fine-tuning."""
+    import torch
+    from safetensors.torch import save_file
+
     parent = parents[0]
     info = require_encoder(parent, "prune")
     if params.recovery_steps:

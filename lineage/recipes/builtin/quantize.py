@@ -16,11 +16,9 @@ Works on the safetensors tensors directly, so any architecture with a single
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
 
 from lineage.datasets import TextDataset
 from lineage.errors import RecipeError, WeightsError
@@ -29,7 +27,8 @@ from lineage.recipes.hf import WEIGHTS_FILE, inspect_model, write_json
 from lineage.recipes.int8 import CONFIG_KEY, FORMAT, FORMAT_VERSION, quantize_tensors
 from lineage.recipes.training import TrainingProgress
 
-_CASTS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
 
 
 class QuantizeParams(RecipeParams):
@@ -56,6 +55,8 @@ def run_quantize(
     progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Write the parent's weights in a smaller number format."""
+    from safetensors.torch import load_file, save_file
+
     parent = parents[0]
     try:
         info = inspect_model(parent)
@@ -84,7 +85,7 @@ def run_quantize(
         }
         metadata = {"format": "pt"}  # one key: safetensors writes a map in hash order
     else:
-        dtype = _CASTS[params.dtype]
+        dtype = getattr(torch, params.dtype)
         out = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
         config["torch_dtype"] = params.dtype
         config["dtype"] = params.dtype
