@@ -55,6 +55,7 @@ def run_quantize(
     progress: TrainingProgress | None = None,
 ) -> DeriveResult:
     """Write the parent's weights in a smaller number format."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     parent = parents[0]
