@@ -19,7 +19,6 @@ import typer
 
 from lineage.cli.output import say
 from lineage.errors import OrchestrationError, UsageError
-from lineage.tracking.prefect_server import healthy, port_free
 
 server_app = typer.Typer(
     help="A local Prefect server and UI for repeated cascades.", no_args_is_help=True
@@ -51,6 +50,9 @@ def start(
     there and starts nothing. State lives in Prefect's home ($PREFECT_HOME, default
     ~/.prefect).
     """
+    # Here, not at the top: every CLI command imports this module.
+    from lineage.tracking.prefect_server import healthy, port_free
+
     if not port_free(host, port):
         raise UsageError(
             f"port {port} on {host} is in use (a server may already run there: "

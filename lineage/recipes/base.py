@@ -167,10 +167,12 @@ class Recipe:
         if not created and (not out.is_dir() or any(out.iterdir())):
             raise RecipeError(f"output directory {str(out)!r} exists and is not empty")
         out.mkdir(parents=True, exist_ok=True)
+        # torch loads here, not with the registry; before the clock starts, so the
+        # recorded duration is the recipe's work.
+        from lineage.recipes.determinism import deterministic
+
         start = time.perf_counter()
         try:
-            from lineage.recipes.determinism import deterministic  # torch: only here
-
             with deterministic(int(getattr(p, "seed", 0)), threads):
                 raw = self.run(parent_paths, p, dataset, out, progress)
         except LineageError:
