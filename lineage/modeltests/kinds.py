@@ -10,7 +10,7 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lineage.datasets import Example, TextDataset
 from lineage.errors import ModelTestError
@@ -30,9 +30,6 @@ from lineage.modeltests.perturb import PERTURBATIONS
 from lineage.modeltests.predictor import Predictor
 from lineage.recipes.hf import inspect_model, load_for_inference, safetensors_keys
 from lineage.recipes.training import accuracy, encode, macro_f1, no_grad
-
-if TYPE_CHECKING:
-    pass
 
 Measured = tuple[str, float | None, float | None, bool, dict[str, Any]]
 

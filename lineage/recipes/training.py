@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from lineage.datasets import Example
 
-if TYPE_CHECKING:  # torch and transformers are imported where used: the recipe
-    # registry and the model tests' parameters load without them (`lineage recipes`,
-    # the cascade's host, which only hands steps to workers)
+# torch and transformers are imported where they are used: the recipe registry and the
+# model tests' parameters load without them (`lineage recipes`, a cascade's host).
+if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 

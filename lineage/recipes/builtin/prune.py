@@ -67,6 +67,7 @@ def magnitude_masks(
     Ties at the threshold are broken by position (a stable sort), so the mask is
     deterministic even when many weights share a magnitude.
 
+    >>> import torch
     >>> m = magnitude_masks({"a.weight": torch.tensor([[1.0, -3.0], [0.5, 2.0]])}, 0.5, "layer")
     >>> m["a.weight"].tolist()
     [[False, True], [False, True]]
