@@ -34,15 +34,13 @@ def preload_host(steps_here: bool) -> None:
     for module in HOST_MODULES:
         importlib.import_module(module)
     if steps_here:
-        _enter_determinism()
+        _import_torch()
 
 
-def _enter_determinism() -> None:
-    # Its first use imports the parts of torch that take over a second.
-    from lineage.recipes.determinism import deterministic
-
-    with deterministic(0):
-        pass
+def _import_torch() -> None:
+    # Only the import: entering `deterministic` here would change torch's global
+    # settings under a step that runs in this process at the same time.
+    importlib.import_module("lineage.recipes.determinism")
 
 
 _torch_started = threading.Event()
@@ -53,7 +51,7 @@ def preload_torch() -> None:
     which this process re-makes to verify them (`lineage.ops.derive.DERIVABLE_KINDS`)."""
     if not _torch_started.is_set():
         _torch_started.set()
-        threading.Thread(target=_enter_determinism, name="lineage-torch", daemon=True).start()
+        threading.Thread(target=_import_torch, name="lineage-torch", daemon=True).start()
 
 
 def warm_up(
