@@ -198,9 +198,12 @@ def run_demo(workspace: Path) -> None:
         f"  Prefect UI      PREFECT_HOME={workspace / '.prefect'} .venv/bin/prefect server start"
         "  → http://127.0.0.1:4200"
     )
+    from lineage.graph.db import sqlite_url
+
+    mlflow_db = sqlite_url(workspace / ".lineage" / "mlflow" / "mlflow.db")
     console.print(
-        "  MLflow UI       .venv/bin/mlflow ui --backend-store-uri "
-        f"sqlite:///{workspace / '.lineage' / 'mlflow' / 'mlflow.db'}  → http://127.0.0.1:5000"
+        f"  MLflow UI       .venv/bin/mlflow ui --backend-store-uri {mlflow_db}"
+        "  → http://127.0.0.1:5000"
     )
     lineage_bin = Path(sys.executable).parent / "lineage"
     console.print(f"  lineage ui      cd {workspace} && {lineage_bin} ui  → http://127.0.0.1:8765")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from lineage.config import CONFIG_FILE, LINEAGE_DIR, WorkspaceConfig, find_workspace_root
 from lineage.errors import LineageError, WorkspaceExistsError
+from lineage.graph.db import sqlite_url
 from lineage.graph.repo import GraphRepo
 from lineage.records import AliasEvent, ModelInfo, VersionInfo
 from lineage.redact import redact_url
@@ -109,7 +110,7 @@ class Workspace:
 
     @property
     def graph_url(self) -> str:
-        return self.config.graph_url or f"sqlite:///{self.lineage_dir / 'graph.db'}"
+        return self.config.graph_url or sqlite_url(self.lineage_dir / "graph.db")
 
     @property
     def store_url(self) -> str:

@@ -17,6 +17,7 @@ text (PostgreSQL casts it to `json`), and SQLite datetimes are naive UTC strings
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from lineage.errors import UsageError
 
@@ -59,6 +60,19 @@ def is_sqlite(url: str) -> bool:
 
 def is_postgresql(url: str) -> bool:
     return url.startswith("postgresql")
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The SQLite URL of a file, whatever its name: URL parsers (ours, SQLAlchemy's,
+    MLflow's) read `?` as a query, `#` as a fragment and `%xx` as an escape, so a
+    workspace in `/data/a?b` would otherwise put its DB somewhere else.
+
+    >>> sqlite_url("/data/odd dir%20?#/graph.db")
+    'sqlite:////data/odd%20dir%2520%3F%23/graph.db'
+    >>> sqlite_path(sqlite_url("/data/odd dir%20?#/graph.db"))
+    '/data/odd dir%20?#/graph.db'
+    """
+    return "sqlite:///" + quote(os.fspath(path))
 
 
 def sqlite_path(url: str) -> str:

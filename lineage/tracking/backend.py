@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lineage.errors import LineageError, TrackingError
+from lineage.graph.db import sqlite_url
 from lineage.redact import redact_url
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def mlflow_dir(workspace: Workspace) -> Path:
 
 
 def embedded_uri(workspace: Workspace) -> str:
-    return f"sqlite:///{mlflow_dir(workspace) / DB_FILE}"
+    return sqlite_url(mlflow_dir(workspace) / DB_FILE)
 
 
 def tracking_uri(workspace: Workspace) -> str:
@@ -119,7 +120,7 @@ def _migrate(db_path: Path, artifacts: Path) -> None:
     """Create and migrate an MLflow SQLite store (tracking + registry tables)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(f"sqlite:///{db_path}", artifacts.as_uri())  # type: ignore[no-untyped-call]
+    store = SqlAlchemyStore(sqlite_url(db_path), artifacts.as_uri())  # type: ignore[no-untyped-call]
     store.engine.dispose()
 
 
