@@ -22,7 +22,7 @@ shows the same as a report the open-source UI renders (parents linked into
 graph (the UI, or an HTML file written into the workspace). A failed node emits the
 Prefect event `lineage.cascade.node.failed`, for automations.
 
-Run it without a server (`lineage cascade base@2`: a local ephemeral server is started
+Run it without a server (`lineage cascade base@2`: a local Prefect server is started
 once per process, and its start-up time reported; `lineage server start` keeps one
 running for repeated use) or as a deployment triggered by `lineage.model.committed`
 (see `deployments.yaml`).
@@ -73,6 +73,7 @@ from lineage.ops.parents import shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
 from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
+from lineage.tracking.prefect_server import STARTUP_TIMEOUT_S
 from tasks.common import Timed, open_workspace
 from tasks.derive import derive_task
 from tasks.gate import gate_task
@@ -766,8 +767,9 @@ def _configured_api() -> PrefectApi:
 
 
 def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
-    """The configured Prefect API (nothing is started), else Prefect's local ephemeral
-    server, started once per process; and how long the start took."""
+    """The configured Prefect API (nothing is started), else a local Prefect server
+    (`lineage.tracking.prefect_server`), started once per process; and how long the
+    start took."""
     from prefect.settings import PREFECT_API_URL, get_current_settings
 
     from lineage.tracking.prefect_server import local_server, started_server
@@ -778,7 +780,7 @@ def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
         if early is not None:
             early.stop()  # a profile names an API after all: the early start was not needed
         return PrefectApi(str(configured), False, 0.0)
-    # Started here now, or earlier by the CLI (`start_early`) while it imported Prefect.
+    # Started here now, or earlier by the CLI (`local_server()`) while it imported Prefect.
     server = local_server(get_current_settings().to_environment_variables(exclude_unset=True))
     first_use = server.startup_s is None
     startup_s = server.wait_ready(startup_timeout_s)
@@ -824,9 +826,9 @@ def run_cascade(
     if kind == "thread":
         # The workers and this process import torch & co. while Prefect's server starts.
         warm_up(runner, concurrency, warm=warm, threads=threads)
-    # The ephemeral server needs more than Prefect's default 20 s to start on a
-    # small, busy machine; the heartbeat thread would cost ~1 s per flow run.
-    startup = max(90, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    # The local server needs more than Prefect's default 20 s to start on a small,
+    # busy machine; the heartbeat thread would cost ~1 s per flow run.
+    startup = max(STARTUP_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     try:
         _api = ensure_prefect_api(startup)
     except BaseException:

@@ -137,7 +137,7 @@ class Recipe:
         """Run the recipe on `parents` (HF directories) and write the child to `out_dir`.
 
         `out_dir` must be missing or empty; on failure it is left as it was found.
-        `threads` is the torch thread count (default: `determinism.DERIVE_THREADS`);
+        `threads` is the torch thread count (default: `threads.DERIVE_THREADS`);
         the bytes are the same for the same count.
         """
         p = self.validate_params(params)

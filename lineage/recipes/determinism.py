@@ -16,9 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from lineage.recipes.threads import DERIVE_THREADS, effective_threads
-
-__all__ = ["DERIVE_THREADS", "deterministic", "effective_threads"]
+from lineage.recipes.threads import effective_threads
 
 
 def _use_deterministic_kernels(mode: bool, *, warn_only: bool = False) -> None:

@@ -9,7 +9,7 @@ with Prefect's app factory, UI off, ephemeral services), but without importing
 Prefect, so `lineage cascade` starts it first thing, while its workers import torch
 and it imports Prefect; and at exit it asks the server to stop without waiting.
 
-Nothing here imports Prefect: `start_early()` is cheap to call from the CLI.
+Nothing here imports Prefect: `local_server()` is cheap to call from the CLI.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from lineage.errors import OrchestrationError
 
-#: Prefect's default is 20 s; a busy 2-core machine that is also importing torch in
-#: the step workers needs more.
+#: The least start-up time a cascade allows the server (Prefect's default is 20 s; a
+#: busy 2-core machine that is also importing torch in the step workers needs more).
 STARTUP_TIMEOUT_S = 90.0
 _PORT_IN_USE_EXIT = 3  # uvicorn's exit status when its port was taken meanwhile
 
