@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +30,10 @@ from lineage.errors import OrchestrationError
 #: The least start-up time a cascade allows the server (Prefect's default is 20 s; a
 #: busy 2-core machine that is also importing torch in the step workers needs more).
 STARTUP_TIMEOUT_S = 90.0
-_PORT_IN_USE_EXIT = 3  # uvicorn's exit status when its port was taken meanwhile
+#: uvicorn's exit status for any failed start: a port taken meanwhile (then a new port
+#: is tried, a few times) or the app's own start-up (a broken database URL: an error).
+_STARTUP_FAILED_EXIT = 3
+_PORT_RETRIES = 3
 
 
 def port_free(host: str, port: int) -> bool:
@@ -74,6 +78,13 @@ class LocalPrefectServer:
         self.startup_s: float | None = None
         # Prefect settings made in this process (not in its environment or profile).
         self._settings_env = dict(settings_env or {})
+        self._respawns = 0
+        # The server's output goes to a log: a failed start is one line, naming it.
+        self.log_path = Path(
+            tempfile.NamedTemporaryFile(  # noqa: SIM115 (the server process writes it)
+                prefix="lineage-prefect-server-", suffix=".log", delete=False
+            ).name
+        )
         self._spawn()
 
     def _spawn(self) -> None:
@@ -89,27 +100,30 @@ class LocalPrefectServer:
                 "PREFECT__SERVER_FINAL": "1",
             }
         )
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--app-dir",
-                str(_prefect_dir().parent),
-                "--factory",
-                "prefect.server.api.server:create_app",
-                "--host",
-                self.HOST,
-                "--port",
-                str(self.port),
-                "--log-level",
-                "error",
-                "--lifespan",
-                "on",
-            ],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--app-dir",
+                    str(_prefect_dir().parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    self.HOST,
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def api_url(self) -> str:
@@ -121,27 +135,47 @@ class LocalPrefectServer:
             return self.startup_s
         while not healthy(self.api_url, timeout=1.0):
             status = self.process.poll()
-            if status == _PORT_IN_USE_EXIT:
+            if (
+                status == _STARTUP_FAILED_EXIT
+                and not port_free(self.HOST, self.port)
+                and self._respawns < _PORT_RETRIES
+            ):
+                self._respawns += 1
                 self._spawn()  # the free port was taken before uvicorn bound it
                 continue
             if status is not None:
                 raise OrchestrationError(
-                    f"the local Prefect server exited ({status}) while starting"
+                    f"the local Prefect server exited ({status}) while starting: "
+                    f"{self._last_words()} (its log: {self.log_path})"
                 )
             if time.perf_counter() - self.began > timeout_s:
                 self.stop()
                 raise OrchestrationError(
-                    f"the local Prefect server did not answer in {timeout_s:g} s"
+                    f"the local Prefect server did not answer in {timeout_s:g} s "
+                    f"(its log: {self.log_path})"
                 )
             time.sleep(0.05)
         self.startup_s = time.perf_counter() - self.began
         return self.startup_s
 
+    def _last_words(self) -> str:
+        """The last error-looking line of the server's log (or its last line)."""
+        lines = [
+            line.strip()
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if line.strip()
+        ]
+        errors = [line for line in lines if "Error" in line.split(":", 1)[0]]
+        return (errors or lines or ["no output"])[-1][:300]
+
     def stop(self) -> None:
         """Ask the server to stop. It finishes its graceful shutdown (flushing what
-        clients sent last) on its own: nobody needs to wait for it."""
+        clients sent last) on its own: nobody needs to wait for it. The log of a server
+        that started goes too (a failed start's log is named in the error)."""
         if self.process.poll() is None:
             self.process.terminate()
+        if self.startup_s is not None:
+            self.log_path.unlink(missing_ok=True)
 
 
 _server: LocalPrefectServer | None = None

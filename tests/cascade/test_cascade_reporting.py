@@ -128,3 +128,29 @@ def test_the_local_server_starts_once_per_process(
     assert second["prefect"]["api_url"] == first["prefect"]["api_url"]
     assert second["prefect"]["startup_s"] == 0.0
     assert [n["status"] for n in second["nodes"]] == ["promoted"]
+
+
+def test_a_local_server_that_cannot_start_is_one_error_line(tmp_path: Path) -> None:
+    # uvicorn exits 3 for a taken port and for an app that fails to start alike: a
+    # broken database is reported at once, not retried, with the server's own words.
+    from lineage.testing import one_error_line, run_cli, write_tiny_weights
+
+    run_cli(["init", "ws", "--no-tracking"], tmp_path)
+    ws = tmp_path / "ws"
+    run_cli(["add", "base", "--from", str(write_tiny_weights(tmp_path / "w0", 0))], ws)
+    run_cli(["commit", "base", "--from", str(write_tiny_weights(tmp_path / "w1", 1))], ws)
+    broken = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'dir' / 'prefect.db'}"
+    done = run_cli(
+        ["cascade", "base@2", "--runner", "inline", "--no-track"],
+        ws,
+        check=False,
+        env={"PREFECT_API_URL": "", "PREFECT_API_DATABASE_CONNECTION_URL": broken},
+        timeout=120,
+    )
+    assert done.returncode != 0
+    line = one_error_line(done)
+    assert "local Prefect server exited (3) while starting" in line, line
+    assert "unable to open database file" in line
+    log = Path(line.rsplit("(its log: ", 1)[1].rstrip(")"))
+    assert "Application startup failed" in log.read_text()
+    log.unlink()
