@@ -16,6 +16,12 @@
  *   mask_bits(src, pred, out, itemsize)   packed bits: src[i] == 0 != pred[i]
  *   zero_masked(out, mask, itemsize)  zero the elements whose mask bit is set
  *   cast_f32(src, out, target)        float32 bits to float16 / bfloat16 bits
+ *   exponent_histogram(pred, itemsize, shift, hist)   counts of each exponent field value
+ *   group_split(src, pred, out, itemsize, shift, lut, bounds)
+ *   group_merge(out, planes, pred, itemsize, shift, lut, bounds)
+ *       `gsub` (lineage/store/groups.py): the planes of zigzag(src - pred) with the
+ *       elements placed group by group (group lut[exponent of pred], in order within a
+ *       group, group g at bounds[g] .. bounds[g + 1]), and back.
  *
  * `planes` holds one buffer of n bytes per byte of an element, or None for a plane
  * that is all zero; `pred` may be None (no XOR). Elements are handled as bytes, so the
@@ -511,6 +517,177 @@ static PyObject *cast_f32(PyObject *Py_UNUSED(self), PyObject *args) {
     return result;
 }
 
+/* ---- exponent groups (`gsub`, see lineage/store/groups.py) ----
+ * The group of element i is lut[(pred[i] >> shift) & (len(lut) - 1)]; group g occupies
+ * positions bounds[g] .. bounds[g + 1] of the planes, in element order. A hostile header
+ * can name groups that do not match the base: every write and read is bounds-checked,
+ * and a mismatch is an error, never an out-of-range access. */
+
+#define MAX_GROUPS 2048
+
+/* Parse and check (lut, bounds): lut holds uint16 group indexes, a power-of-two count;
+ * bounds holds int64 offsets, one more than groups, rising from 0 to n. */
+static int group_args(const Py_buffer *lut, const Py_buffer *bounds, Py_ssize_t n,
+                      Py_ssize_t *groups, uint64_t *field) {
+    Py_ssize_t entries = lut->len / 2, g = bounds->len / 8 - 1;
+    const int64_t *b = (const int64_t *)bounds->buf;
+    if (lut->len % 2 || entries < 1 || (entries & (entries - 1)) || bounds->len % 8 || g < 1 ||
+        g > MAX_GROUPS || b[0] != 0 || b[g] != n) {
+        PyErr_SetString(PyExc_ValueError, "malformed exponent groups");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < g; k++)
+        if (b[k] > b[k + 1]) {
+            PyErr_SetString(PyExc_ValueError, "malformed exponent groups");
+            return -1;
+        }
+    *groups = g;
+    *field = (uint64_t)entries - 1;
+    return 0;
+}
+
+#define GROUP_SPLIT(T, ST)                                                                  \
+    do {                                                                                   \
+        const T *ps = (const T *)s, *pq = (const T *)q;                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            uint16_t g = lut[(pq[i] >> shift) & field];                                    \
+            if (g >= groups || cursor[g] >= b[g + 1]) { bad = 1; break; }                  \
+            int64_t k = cursor[g]++;                                                       \
+            T d = (T)(ps[i] - pq[i]);                                                      \
+            T r = (T)((T)(d << 1) ^ (T)((ST)d >> (sizeof(T) * 8 - 1)));                    \
+            for (Py_ssize_t byte = 0; byte < (Py_ssize_t)sizeof(T); byte++)               \
+                o[byte * n + k] = (uint8_t)(r >> (8 * byte));                              \
+        }                                                                                  \
+    } while (0)
+
+#define GROUP_MERGE(T)                                                                      \
+    do {                                                                                   \
+        T *po = (T *)o;                                                                    \
+        const T *pq = (const T *)q;                                                        \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            uint16_t g = lut[(pq[i] >> shift) & field];                                    \
+            if (g >= groups || cursor[g] >= b[g + 1]) { bad = 1; break; }                  \
+            int64_t k = cursor[g]++;                                                       \
+            T r = 0;                                                                       \
+            for (Py_ssize_t byte = 0; byte < (Py_ssize_t)sizeof(T); byte++)               \
+                r |= (T)((T)p[byte * n + k] << (8 * byte));                                \
+            po[i] = (T)(UNZIGZAG(T, r) + pq[i]);                                           \
+        }                                                                                  \
+    } while (0)
+
+static int valid_shift(Py_ssize_t size, int shift) {
+    if ((size != 2 && size != 4 && size != 8) || shift < 0 || shift >= size * 8) {
+        PyErr_SetString(PyExc_ValueError, "element size must be 2, 4 or 8, the shift inside it");
+        return 0;
+    }
+    return 1;
+}
+
+/* exponent_histogram(pred, itemsize, shift, hist): hist[v] += count of elements whose
+ * field (pred >> shift) & (len(hist) - 1) is v; hist holds int64, a power-of-two count. */
+static PyObject *exponent_histogram(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer pred = {0}, hist = {0};
+    Py_ssize_t size;
+    int shift;
+    if (!PyArg_ParseTuple(args, "y*niw*:exponent_histogram", &pred, &size, &shift, &hist))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t entries = hist.len / 8;
+    if (!valid_shift(size, shift)) {
+    } else if (pred.len % size || hist.len % 8 || entries < 1 || (entries & (entries - 1))) {
+        PyErr_SetString(PyExc_ValueError, "buffer lengths do not match");
+    } else {
+        int64_t *h = (int64_t *)hist.buf;
+        const uint8_t *q = (const uint8_t *)pred.buf;
+        uint64_t field = (uint64_t)entries - 1;
+        Py_ssize_t n = pred.len / size;
+        Py_BEGIN_ALLOW_THREADS
+#define HISTOGRAM(T) for (Py_ssize_t i = 0; i < n; i++) h[(((const T *)q)[i] >> shift) & field]++
+        if (size == 2) HISTOGRAM(uint16_t);
+        else if (size == 4) HISTOGRAM(uint32_t);
+        else HISTOGRAM(uint64_t);
+#undef HISTOGRAM
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&pred);
+    PyBuffer_Release(&hist);
+    return result;
+}
+
+/* The shared body of group_split and group_merge. */
+static PyObject *group_pass(PyObject *args, int splitting) {
+    Py_buffer a = {0}, c = {0}, pred = {0}, lut_buf = {0}, bounds = {0};
+    Py_ssize_t size, groups = 0;
+    int shift, bad = 0;
+    uint64_t field = 0;
+    int64_t *cursor = NULL;
+    PyObject *result = NULL;
+    /* split: (src, pred, out, ...); merge: (out, planes, pred, ...) */
+    if (splitting ? !PyArg_ParseTuple(args, "y*y*w*niy*y*:group_split", &a, &pred, &c, &size,
+                                      &shift, &lut_buf, &bounds)
+                  : !PyArg_ParseTuple(args, "w*y*y*niy*y*:group_merge", &c, &a, &pred, &size,
+                                      &shift, &lut_buf, &bounds))
+        return NULL;
+    /* a: the elements read (src) or the planes read; c: what is written */
+    Py_ssize_t n = pred.len / (size > 0 ? size : 1);
+    if (!valid_shift(size, shift)) goto done;
+    if (pred.len % size || a.len != pred.len || c.len != pred.len) {
+        PyErr_SetString(PyExc_ValueError, "buffer lengths do not match the element size");
+        goto done;
+    }
+    if (group_args(&lut_buf, &bounds, n, &groups, &field) < 0) goto done;
+    if (!(cursor = (int64_t *)PyMem_RawMalloc((size_t)groups * sizeof(int64_t)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        const int64_t *b = (const int64_t *)bounds.buf;
+        const uint16_t *lut = (const uint16_t *)lut_buf.buf;
+        const uint8_t *q = (const uint8_t *)pred.buf;
+        memcpy(cursor, b, (size_t)groups * sizeof(int64_t));
+        Py_BEGIN_ALLOW_THREADS
+        if (splitting) {
+            const uint8_t *s = (const uint8_t *)a.buf;
+            uint8_t *o = (uint8_t *)c.buf;
+            if (size == 2) GROUP_SPLIT(uint16_t, int16_t);
+            else if (size == 4) GROUP_SPLIT(uint32_t, int32_t);
+            else GROUP_SPLIT(uint64_t, int64_t);
+        } else {
+            const uint8_t *p = (const uint8_t *)a.buf;
+            uint8_t *o = (uint8_t *)c.buf;
+            if (size == 2) GROUP_MERGE(uint16_t);
+            else if (size == 4) GROUP_MERGE(uint32_t);
+            else GROUP_MERGE(uint64_t);
+        }
+        for (Py_ssize_t g = 0; !bad && g < groups; g++) bad = cursor[g] != b[g + 1];
+        Py_END_ALLOW_THREADS
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "exponent groups do not match the base");
+        goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(cursor);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&pred);
+    PyBuffer_Release(&lut_buf);
+    PyBuffer_Release(&bounds);
+    return result;
+}
+
+static PyObject *group_split(PyObject *Py_UNUSED(self), PyObject *args) {
+    return group_pass(args, 1);
+}
+
+static PyObject *group_merge(PyObject *Py_UNUSED(self), PyObject *args) {
+    return group_pass(args, 0);
+}
+
 static PyMethodDef methods[] = {
     {"merge", merge, METH_VARARGS,
      "merge(out, planes, pred, mode=0): out = elements from byte planes (None: zero), "
@@ -522,6 +699,13 @@ static PyMethodDef methods[] = {
     {"split", split, METH_VARARGS,
      "split(src, pred, out, itemsize, mode=0): byte planes, plane-major, into out, of "
      "src XOR pred (mode 0), zigzag(src - pred) (1), or XOR zeroed where src is 0 (2)."},
+    {"exponent_histogram", exponent_histogram, METH_VARARGS,
+     "exponent_histogram(pred, itemsize, shift, hist): count each exponent field value."},
+    {"group_split", group_split, METH_VARARGS,
+     "group_split(src, pred, out, itemsize, shift, lut, bounds): planes of zigzag(src - "
+     "pred), elements placed group by group."},
+    {"group_merge", group_merge, METH_VARARGS,
+     "group_merge(out, planes, pred, itemsize, shift, lut, bounds): the inverse."},
     {"mask_bits", mask_bits, METH_VARARGS,
      "mask_bits(src, pred, out, itemsize): packed bits of src == 0 and pred != 0."},
     {NULL, NULL, 0, NULL},

@@ -16,3 +16,22 @@ def split(
     src: np.ndarray, pred: np.ndarray | None, out: np.ndarray, itemsize: int, mode: int = 0
 ) -> None: ...
 def mask_bits(src: np.ndarray, pred: np.ndarray, out: np.ndarray, itemsize: int) -> None: ...
+def exponent_histogram(pred: np.ndarray, itemsize: int, shift: int, hist: np.ndarray) -> None: ...
+def group_split(
+    src: np.ndarray,
+    pred: np.ndarray,
+    out: np.ndarray,
+    itemsize: int,
+    shift: int,
+    lut: np.ndarray,
+    bounds: np.ndarray,
+) -> None: ...
+def group_merge(
+    out: np.ndarray,
+    planes: np.ndarray,
+    pred: np.ndarray,
+    itemsize: int,
+    shift: int,
+    lut: np.ndarray,
+    bounds: np.ndarray,
+) -> None: ...

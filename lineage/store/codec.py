@@ -9,6 +9,8 @@ to this dtype), then codes the residual, chunk by chunk, with byte planes + zstd
 - ``sub``: zigzag(bits - predicted bits), as integers. Better than XOR when a small change
   carries across a mantissa byte boundary (most fine-tune updates); ingest picks
   whichever a sample says is smaller.
+- ``gsub``: ``sub`` coded in groups of elements whose base has the same exponent (see
+  `lineage.store.groups`): a float delta's residual width follows the base's exponent.
 - ``mxor``: XOR, plus a bit mask of the elements that are exactly zero (bits all 0) while
   the prediction is not, whose residual is then stored as zero. A pruned copy of a parent
   is all-zero residual plus a mask of N/8 bytes instead of the parent's bits.
@@ -25,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from lineage.store import planes
+from lineage.store import groups, planes
 from lineage.store.dtypes import FLOATS, cast_bits, from_float, itemsize, to_float64
 from lineage.store.objects import Part
 
-LOSSLESS = ("xor", "sub", "mxor")
+LOSSLESS = ("xor", "sub", "gsub", "mxor")
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,13 @@ def can_predict(base_dtype: str, dtype: str) -> bool:
 
 
 def encode_lossless(
-    enc: str, cur: np.ndarray, pred: np.ndarray | None
+    enc: str, cur: np.ndarray, pred: np.ndarray | None, dtype: str = ""
 ) -> tuple[list[list[Any]], list[Part]]:
-    """Code `cur` (bits) as chunk tables + payload parts.
+    """Code `cur` (bits of `dtype`) as chunk tables + payload parts.
 
-    For ``mxor`` the chunk list starts with the mask: ``["mask", chunks]``, whose parts
-    (the packed bits, coded as one uint8 plane per chunk) come first in the payload.
+    A ``gsub`` chunk's table is a dict (see `lineage.store.groups`). For ``mxor`` the
+    chunk list starts with the mask: ``["mask", chunks]``, whose parts (the packed bits,
+    coded as one uint8 plane per chunk) come first in the payload.
     """
     step = planes.chunk_elements(cur.itemsize)
     chunks: list[list[Any]] = []
@@ -73,12 +76,22 @@ def encode_lossless(
         window = np.ascontiguousarray(cur[start:stop])
         if enc == "plain" or pred is None:
             table, chunk_parts = planes.encode_chunk(window)
+        elif enc == "gsub":
+            base = np.ascontiguousarray(pred[start:stop])
+            table, chunk_parts = groups.encode(window, base, dtype)  # type: ignore[assignment]
         else:  # the plane split forms the residual in the same pass
             base = np.ascontiguousarray(pred[start:stop])
             table, chunk_parts = planes.encode_chunk(window, base, enc)
         chunks.append([stop - start, table])
         parts.extend(chunk_parts)
     return chunks, parts
+
+
+def chunk_size(table: list[list[int]] | dict[str, Any]) -> int:
+    """Payload bytes one chunk's table accounts for (planes, or exponent groups)."""
+    if isinstance(table, dict):
+        return groups.payload_size(table)
+    return planes.encoded_size(table)
 
 
 def _code_bytes(data: np.ndarray) -> tuple[list[list[Any]], list[Part]]:
@@ -127,12 +140,17 @@ def decode_chunks(
         mask = np.empty((out.size + 7) // 8, dtype=np.uint8)
         pos = _decode_bytes(chunks[0][1], payload, mask)
         chunks = chunks[1:]
+    if enc == "gsub" and pred is None:
+        raise ValueError("gsub object without a base")
     for count, table in chunks:
-        length = planes.encoded_size(table)
+        length = chunk_size(table)
         window = out[start : start + count]
         base = None if pred is None else pred[start : start + count]
         part = payload[pos : pos + length]
-        if enc == "qdelta":
+        if enc == "gsub":
+            assert base is not None
+            groups.decode(table, part, count, window, base, dtype)
+        elif enc == "qdelta":
             q = np.empty(count, dtype=np.uint32)
             planes.decode_chunk(table, part, count, q)
             window[:] = dequantize(planes.unzigzag(q).view(np.int32), base, step, dtype)

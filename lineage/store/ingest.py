@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from lineage.errors import LineageError, WeightsError
-from lineage.store import codec, objects, planes, sketch
+from lineage.store import codec, groups, objects, planes, sketch
 from lineage.store.backend import ObjectStore
 from lineage.store.buffers import ByteBudget
 from lineage.store.dtypes import FLOATS, cast_bits, itemsize, to_float64, uint_type
@@ -75,6 +75,11 @@ PLAIN_WORTH_TRYING = 0.6
 #: zigzag `sub` is taken over XOR when its sample codes below this fraction of XOR's
 #: (the C kernels decode both in one pass, so only a tie goes to XOR).
 SUB_MARGIN = 0.99
+#: a float tensor takes `gsub` (`sub` in exponent groups) over XOR when plain `sub`'s
+#: sample codes below this multiple of XOR's: grouping, which a few-thousand-element
+#: sample cannot show, made float deltas 5-30 % smaller than `sub` in every tensor
+#: measured, and smaller than XOR wherever `sub`'s sample was within 1.2 % of it.
+GSUB_MARGIN = 1.1
 #: the zero-mask XOR (`mxor`) is tried when more of the sample than this is exactly zero.
 MASK_WORTH_TRYING = 0.02
 #: tensors with fewer elements skip the sampling (biases, norms).
@@ -470,7 +475,7 @@ class _TensorEncoder:
             self.store.refresh_object(oid)
             return _Outcome(entry, tokens), False
         enc, base, pred = self._choose(slot, cur)
-        chunks, parts = codec.encode_lossless(enc, cur, pred)
+        chunks, parts = codec.encode_lossless(enc, cur, pred, slot.dtype)
         self._put(oid, slot, enc, base, chunks, parts)
         # a base for the next versions: the buffer is handed to the cache, not copied
         return _Outcome(entry, tokens), self.store.cache.put(oid, raw)
@@ -536,8 +541,9 @@ class _TensorEncoder:
                         best_cost, best_enc, best_base, best_pred = cost, enc, c, pred
         if best_base is not None and best_enc == "xor":
             cost = codec.sample_cost("sub", sample, best_pred)
-            if cost < SUB_MARGIN * best_cost:
-                best_cost, best_enc = cost, "sub"
+            grouped = groups.applies(slot.dtype)
+            if cost < (GSUB_MARGIN if grouped else SUB_MARGIN) * best_cost:
+                best_cost, best_enc = cost, "gsub" if grouped else "sub"
         if best_cost > PLAIN_WORTH_TRYING * sample_bytes:
             plain = codec.sample_cost("plain", sample, None)
             if plain < best_cost:

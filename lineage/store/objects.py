@@ -31,7 +31,9 @@ HEADER_PEEK = 4096
 #: declared length is corruption, refused before anything that size is read.
 MAX_HEADER_BYTES = 16 << 20
 #: the tensor encodings a reader knows.
-ENCODINGS = frozenset({"plain", "xor", "sub", "mxor", "qdelta"})
+ENCODINGS = frozenset({"plain", "xor", "sub", "gsub", "mxor", "qdelta"})
+#: the encodings whose chunks hold exponent groups (see `lineage.store.groups`)
+GROUPED = frozenset({"gsub"})
 ZERO, RAW, ZSTD = 0, 1, 2  # plane modes (see `planes`)
 
 
@@ -189,7 +191,7 @@ def check_tensor_header(header: dict[str, Any], payload_len: int, nbytes: int) -
         base_dtype = header.get("base_dtype", dtype)
         if not isinstance(base_dtype, str) or base_dtype not in ITEMSIZE:
             raise ValueError(f"unknown base dtype {base_dtype!r}")
-    elif enc in ("xor", "sub", "mxor"):
+    elif enc in ("xor", "sub", "gsub", "mxor"):
         raise ValueError(f"{enc} object without a base")
     chunks = header.get("chunks")
     if not isinstance(chunks, list):
@@ -202,13 +204,23 @@ def check_tensor_header(header: dict[str, Any], payload_len: int, nbytes: int) -
         mask_bytes = (nbytes // size + 7) // 8
         total += _check_chunks(chunks[0][1], 1, mask_bytes)
         chunks = chunks[1:]
-    total += _check_chunks(chunks, planes_per_element, nbytes // size)
+    grouped = ""
+    if enc in GROUPED:
+        from lineage.store.groups import applies
+
+        if not isinstance(dtype, str) or not applies(dtype):
+            raise ValueError(f"{enc} codes float tensors, not {dtype}")
+        grouped = dtype
+    total += _check_chunks(chunks, planes_per_element, nbytes // size, grouped)
     if total != payload_len:
         raise ValueError(f"chunk tables cover {total} payload bytes, the object has {payload_len}")
 
 
-def _check_chunks(chunks: object, planes: int, elements: int) -> int:
-    """Validate chunk tables covering `elements`; returns the payload bytes they name."""
+def _check_chunks(chunks: object, planes: int, elements: int, grouped: str = "") -> int:
+    """Validate chunk tables covering `elements`; returns the payload bytes they name.
+
+    With `grouped` (the tensor's dtype), every chunk's table holds exponent groups, each
+    one checked as a chunk list of its own."""
     if not isinstance(chunks, list):
         raise ValueError("malformed chunk list")
     count_total = 0
@@ -217,6 +229,16 @@ def _check_chunks(chunks: object, planes: int, elements: int) -> int:
         if not (isinstance(chunk, list) and len(chunk) == 2):
             raise ValueError("malformed chunk")
         count, table = chunk
+        if grouped and _is_int(count) and isinstance(table, dict):
+            from lineage.store.groups import check_cuts
+
+            groups = table.get("groups")
+            cuts = check_cuts(table.get("cuts"), grouped)
+            if not isinstance(groups, list) or len(groups) != len(cuts):
+                raise ValueError("malformed exponent groups")
+            payload += _check_chunks(groups, planes, count)
+            count_total += count
+            continue
         if not (_is_int(count) and count > 0) or not isinstance(table, list):
             raise ValueError("malformed chunk")
         if len(table) != planes:

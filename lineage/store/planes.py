@@ -53,6 +53,15 @@ def _compressor() -> zstandard.ZstdCompressor:
     return ctx
 
 
+def decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompression context (made once: it costs more than a small
+    plane's decoding)."""
+    ctx = getattr(_LOCAL, "d", None)
+    if ctx is None:
+        ctx = _LOCAL.d = zstandard.ZstdDecompressor()
+    return ctx
+
+
 def _decompress(part: memoryview, count: int) -> np.ndarray:
     # zstandard sizes its output from the frame's declared content size and ignores
     # max_output_size when there is one: check the declaration first, so a corrupt
@@ -60,10 +69,7 @@ def _decompress(part: memoryview, count: int) -> np.ndarray:
     declared = zstandard.frame_content_size(part)
     if declared not in (-1, count):
         raise ValueError(f"compressed plane declares {declared} bytes, {count} expected")
-    ctx = getattr(_LOCAL, "d", None)
-    if ctx is None:
-        ctx = _LOCAL.d = zstandard.ZstdDecompressor()
-    data = ctx.decompress(part, max_output_size=count)
+    data = decompressor().decompress(part, max_output_size=count)
     if len(data) != count:
         raise ValueError("plane decoded to the wrong length")
     return np.frombuffer(data, np.uint8)
@@ -174,10 +180,15 @@ def encode_chunk(
 ) -> tuple[list[list[int]], list[bytes | memoryview]]:
     """Code one chunk of bit patterns (with `pred`: their `residual` against it); returns
     `[[mode, size], ...]` per plane and the bytes."""
+    return encode_planes(split(values, pred, residual))
+
+
+def encode_planes(rows: np.ndarray) -> tuple[list[list[int]], list[bytes | memoryview]]:
+    """Code split planes (a ``(itemsize, n)`` uint8 array, each row contiguous)."""
     compressor = _compressor()
     table: list[list[int]] = []
     parts: list[bytes | memoryview] = []
-    for plane in split(values, pred, residual):
+    for plane in rows:
         # a prefix decides almost every plane without reading the whole of it
         if not plane[:4096].any() and not plane.any():
             table.append([ZERO, 0])
@@ -219,6 +230,25 @@ def decode_chunk(
         else:
             planes.append(_decompress(part, count))
     merge(out, planes, pred, add)
+
+
+def decode_planes(table: list[list[int]], payload: memoryview, rows: np.ndarray) -> None:
+    """Decode a chunk's planes into `rows` (``(itemsize, n)`` uint8, rows contiguous)."""
+    size, count = rows.shape
+    if len(table) != size:
+        raise ValueError("chunk table does not match the element size")
+    pos = 0
+    for row, (mode, length) in zip(rows, table, strict=True):
+        part = payload[pos : pos + length]
+        pos += length
+        if mode == ZERO:
+            row[:] = 0
+        elif mode == RAW:
+            if len(part) != count:
+                raise ValueError("raw plane has the wrong length")
+            row[:] = np.frombuffer(part, dtype=np.uint8)
+        else:
+            row[:] = _decompress(part, count)
 
 
 def chunk_elements(itemsize: int) -> int:

@@ -3,8 +3,8 @@
 Stored bytes are attributed to the first version (in the order given) that needs an
 object, delta bases included, so the per-version figures add up to the total. Encoding
 counts are per tensor: ``dedup`` (stored by an earlier version), ``derived`` (re-made
-from the recipe), or the object's encoding (``plain``, ``xor``, ``sub``, ``mxor``, ``qdelta``;
-``cast+`` prefix when the base has another dtype).
+from the recipe), or the object's encoding (``plain``, ``xor``, ``sub``, ``gsub``,
+``mxor``, ``qdelta``; ``cast+`` prefix when the base has another dtype).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 import zstandard
 
 from lineage.errors import CorruptObjectError, LineageError
-from lineage.store import codec, objects, planes
+from lineage.store import codec, groups, objects, planes
 from lineage.store.backend import ObjectStore
 from lineage.store.dtypes import cast_bits, itemsize, uint_type
 from lineage.store.reader import MAX_DECODE_DEPTH, base_nbytes
@@ -64,6 +64,11 @@ def read_windows(
             return np.concatenate([cached.view(bits_type)[p] for p in picks])
         if header.get("n") != nbytes:
             raise ValueError(f"header says {header.get('n')!r} bytes, the manifest {nbytes}")
+        if header.get("enc") in objects.GROUPED:
+            wide = _from_chunk_starts(header.get("chunks"), picks)
+            if wide != picks:  # a grouped chunk decodes from its start: read more, cut
+                got = read_windows(store, oid, nbytes, wide, _depth)
+                return _narrow(got, wide, picks)
         pred = None
         if header.get("base"):
             base_dtype = header.get("base_dtype", dtype)
@@ -84,8 +89,34 @@ def _layout(chunks: list[list[Any]], at: int) -> tuple[list[_Chunk], int]:
     for count, table in chunks:
         out.append(_Chunk(first, count, table, at))
         first += count
-        at += planes.encoded_size(table)
+        at += codec.chunk_size(table)
     return out, at
+
+
+def _from_chunk_starts(chunks: Any, picks: list[slice]) -> list[slice]:
+    """`picks`, each widened to start where its chunk starts."""
+    if not isinstance(chunks, list):
+        raise ValueError("no chunk list")
+    layout, _ = _layout(chunks, 0)
+    out = []
+    for pick in picks:
+        start = pick.start or 0
+        chunk = _find(layout, start, 0 if pick.stop is None else pick.stop - start)
+        out.append(slice(chunk.first, pick.stop))
+    return out
+
+
+def _narrow(got: np.ndarray, wide: list[slice], picks: list[slice]) -> np.ndarray:
+    """The elements of `picks` out of the concatenated windows `wide` (each containing
+    its pick and ending where it does)."""
+    out = []
+    at = 0
+    for outer, inner in zip(wide, picks, strict=True):
+        width = (outer.stop or 0) - (outer.start or 0)
+        skip = (inner.start or 0) - (outer.start or 0)
+        out.append(got[at + skip : at + width])
+        at += width
+    return np.concatenate(out) if out else got[:0]
 
 
 def _find(layout: list[_Chunk], start: int, width: int) -> _Chunk:
@@ -175,6 +206,8 @@ def _decode_windows(
         mask_layout, at = _layout(chunks[0][1], 0)
         chunks = chunks[1:]
     layout, _ = _layout(chunks, at)
+    if enc in objects.GROUPED:
+        return _decode_group_windows(store, oid, dtype, layout, elements, picks, pred, payload_at)
     residual_type = np.uint32 if enc == "qdelta" else uint_type(itemsize(dtype))
     size = np.dtype(residual_type).itemsize
     plan = _Plan(payload_at)
@@ -217,9 +250,64 @@ def _decode_windows(
     return np.concatenate(out) if out else np.empty(0, residual_type)
 
 
+def _decode_group_windows(
+    store: ObjectStore,
+    oid: str,
+    dtype: str,
+    layout: list[_Chunk],
+    elements: int,
+    picks: list[slice],
+    pred: np.ndarray | None,
+    payload_at: int,
+) -> np.ndarray:
+    """`_decode_windows` for exponent-grouped chunks: a window at a chunk's start is the
+    first `k` elements of each group, `k` counted on the base's window."""
+    if pred is None:
+        raise ValueError("gsub object without a base")
+    bits_type = uint_type(itemsize(dtype))
+    plan = _Plan(payload_at)
+    wanted: list[tuple[int, np.ndarray, np.ndarray, list[tuple[int, Any]]]] = []
+    offset = 0
+    for pick in picks:
+        start, stop = pick.start or 0, min(pick.stop, elements)
+        width = stop - start
+        chunk = _find(layout, start, width)
+        if start != chunk.first or not isinstance(chunk.table, dict):
+            raise ValueError("a window of a grouped chunk must start at the chunk")
+        base = pred[offset : offset + width]
+        offset += width
+        cuts = groups.check_cuts(chunk.table.get("cuts"), dtype)
+        tables = chunk.table.get("groups")
+        if not isinstance(tables, list) or len(tables) != len(cuts):
+            raise ValueError("malformed exponent groups")
+        reads = []
+        at = chunk.at
+        for (count, table), k in zip(tables, groups.group_sizes(base, cuts, dtype), strict=True):
+            if k > count or len(table) != np.dtype(bits_type).itemsize:
+                raise ValueError("exponent groups do not match the base")
+            if k:
+                reads.append((k, plan.want(_Chunk(0, count, table, at), 0, k)))
+            at += planes.encoded_size(table)
+        wanted.append((width, base, groups.order_of(base, cuts, dtype), reads))
+    plan.fetch(store, oid)
+    out: list[np.ndarray] = []
+    for width, base, order, reads in wanted:
+        residual = np.empty(width, dtype=bits_type)
+        pos = 0
+        for k, group_reads in reads:
+            planes.merge(
+                residual[pos : pos + k], [plan.plane(store, oid, r, k) for r in group_reads], None
+            )
+            pos += k
+        window = np.empty(width, dtype=bits_type)
+        window[order] = planes.unzigzag(residual) + base[order]
+        out.append(window)
+    return np.concatenate(out) if out else np.empty(0, bits_type)
+
+
 def _zstd_prefix(frame: bytes, length: int) -> bytes:
     """The first `length` decompressed bytes of (the start of) a zstd frame."""
-    reader = zstandard.ZstdDecompressor().stream_reader(frame)
+    reader = planes.decompressor().stream_reader(frame)
     out = bytearray()
     while len(out) < length:
         try:

@@ -39,7 +39,7 @@ def _put(
             dtype, bits.nbytes, enc, chunks, base=base, base_dtype=base_dtype, step=1e-3
         )
     else:
-        chunks, parts = codec.encode_lossless(enc, bits, pred)
+        chunks, parts = codec.encode_lossless(enc, bits, pred, dtype)
         header = objects.tensor_header(
             dtype, bits.nbytes, enc, chunks, base=base, base_dtype=base_dtype
         )
@@ -48,7 +48,7 @@ def _put(
     return oid
 
 
-@pytest.mark.parametrize("enc", ["plain", "xor", "sub", "mxor", "qdelta"])
+@pytest.mark.parametrize("enc", ["plain", "xor", "sub", "gsub", "mxor", "qdelta"])
 @pytest.mark.parametrize("cast", [False, True])
 def test_windows_match_a_full_decode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enc: str, cast: bool
