@@ -12,9 +12,13 @@ permutation is stored; only the exponent cuts and each group's size are (checked
 against the base on decode). Measured on MiniLM fine-tunes: 5-15 % smaller than
 ``sub`` in fp32, 15-30 % in bf16.
 
-Because order within a group is kept, the first `w` elements of a chunk are the first
-`k_g` elements of each group g (`k_g`: how many of the `w` base elements fall in g):
-a window at a chunk start decodes from group prefixes (see `lineage.store.windows`).
+A chunk's first `HEAD` elements are coded as plain ``sub``, ungrouped: they are where
+ingest samples a stored tensor to score it as a delta base (`codec.sample_picks`), and
+there a window decodes from a prefix of a few planes (`lineage.store.windows`) instead
+of from every group.
+
+A chunk's table: ``{"head": n, "head_planes": planes, "cuts": [...], "groups": [[n,
+planes], ...]}``; ``cuts`` and ``groups`` are empty when the head is the whole chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ except ImportError:
 #: adjacent exponents are merged into one group until it holds this many elements: each
 #: group costs a few bytes of table and one zstd frame per plane.
 MIN_GROUP = 4096
+#: elements at a chunk's start coded ungrouped: the sample windows (3 x 2048 elements
+#: for a small tensor, 2048 at a chunk start for a large one) lie inside.
+HEAD = 6144
 
 #: bit position and width of the exponent field of each float dtype.
 _EXPONENT = {"F32": (23, 8), "BF16": (7, 8), "F16": (10, 5), "F64": (52, 11)}
@@ -55,7 +62,7 @@ def exponents(bits: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def cuts_for(hist: np.ndarray, min_group: int = MIN_GROUP) -> list[int]:
-    """Group boundaries for a chunk whose exponent field values have histogram `hist`,
+    """Group boundaries for elements whose exponent field values have histogram `hist`,
     descending: group i holds the exponents in ``[cuts[i], cuts[i - 1])``; the last cut
     is 0, so every exponent has a group, and every group has at least one element."""
     cuts: list[int] = []
@@ -72,29 +79,32 @@ def cuts_for(hist: np.ndarray, min_group: int = MIN_GROUP) -> list[int]:
     return cuts
 
 
-def check_cuts(cuts: object, dtype: str) -> list[int]:
-    """`cuts` from an object header, validated (ValueError otherwise)."""
+def check_table(table: object, count: int, dtype: str) -> tuple[int, list[int], list[int]]:
+    """A grouped chunk's table from an object header, validated against its element
+    count: (head, cuts, group sizes); ValueError otherwise. The planes are checked by
+    the caller (`objects.check_tensor_header`, `planes.decode_chunk`)."""
+    if not isinstance(table, dict):
+        raise ValueError("a gsub chunk without exponent groups")
+    head, cuts, tables = table.get("head"), table.get("cuts"), table.get("groups")
     top = 1 << _EXPONENT[dtype][1]
     if (
-        not isinstance(cuts, list)
-        or not cuts
+        type(head) is not int
+        or not 1 <= head <= count
+        or not isinstance(table.get("head_planes"), list)
+        or not isinstance(cuts, list)
+        or not isinstance(tables, list)
+        or len(cuts) != len(tables)
         or not all(type(c) is int and 0 <= c < top for c in cuts)
         or any(a <= b for a, b in pairwise(cuts))
-        or cuts[-1] != 0
+        or (cuts and cuts[-1] != 0)
+        or (not cuts and head != count)
+        or not all(isinstance(t, list) and len(t) == 2 for t in tables)
     ):
         raise ValueError("malformed exponent groups")
-    return cuts
-
-
-def order_of(bits: np.ndarray, cuts: list[int], dtype: str) -> np.ndarray:
-    """The stable order that puts elements (`bits`: their base) group by group."""
-    groups = _lut(cuts, dtype)[exponents(bits, dtype)]
-    return np.argsort(groups, kind="stable")  # a radix sort: linear in the elements
-
-
-def group_sizes(bits: np.ndarray, cuts: list[int], dtype: str) -> list[int]:
-    """How many of the elements (`bits`: their base) fall in each group."""
-    return _sizes(_histogram(bits, dtype), cuts)
+    sizes = [n for n, _ in tables]
+    if not all(type(n) is int and n > 0 for n in sizes) or head + sum(sizes) != count:
+        raise ValueError("exponent groups do not cover the chunk")
+    return head, cuts, sizes
 
 
 def _histogram(pred: np.ndarray, dtype: str) -> np.ndarray:
@@ -118,6 +128,7 @@ def _lut(cuts: list[int], dtype: str) -> np.ndarray:
 
 
 def _sizes(hist: np.ndarray, cuts: list[int]) -> list[int]:
+    """Elements per group, from the exponent histogram."""
     upper = hist.size
     sizes = []
     for cut in cuts:
@@ -131,34 +142,45 @@ def _bounds(sizes: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
 
 
+def _order(bits: np.ndarray, cuts: list[int], dtype: str) -> np.ndarray:
+    """The stable order that puts elements (`bits`: their base) group by group."""
+    return np.argsort(_lut(cuts, dtype)[exponents(bits, dtype)], kind="stable")  # radix
+
+
 def encode(
     cur: np.ndarray, pred: np.ndarray, dtype: str, min_group: int = MIN_GROUP
 ) -> tuple[dict[str, Any], list[Part]]:
-    """One chunk's table (``{"cuts": [...], "groups": [[n, planes], ...]}``) and parts."""
+    """One chunk's table and payload parts (see the module docstring)."""
     if not applies(dtype):
         raise ValueError(f"gsub codes float tensors, not {dtype or 'untyped'} ones")
+    head = min(HEAD, cur.size)
+    head_table, parts = planes.encode_chunk(cur[:head], pred[:head], "sub")
+    table: dict[str, Any] = {"head": head, "head_planes": head_table, "cuts": [], "groups": []}
+    cur, pred = cur[head:], pred[head:]
+    if not cur.size:
+        return table, parts
     hist = _histogram(pred, dtype)
     cuts = cuts_for(hist, min_group)
     bounds = _bounds(_sizes(hist, cuts))
-    size = cur.itemsize
     if _kernels is not None:
-        split = np.empty((size, cur.size), dtype=np.uint8)
-        _kernels.group_split(cur, pred, split, size, _EXPONENT[dtype][0], _lut(cuts, dtype), bounds)
+        split = np.empty((cur.itemsize, cur.size), dtype=np.uint8)
+        shift = _EXPONENT[dtype][0]
+        _kernels.group_split(cur, pred, split, cur.itemsize, shift, _lut(cuts, dtype), bounds)
     else:
-        order = order_of(pred, cuts, dtype)
+        order = _order(pred, cuts, dtype)
         split = planes.split(cur[order], pred[order], "sub")
-    tables: list[list[Any]] = []
-    parts: list[Part] = []
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        table, group_parts = planes.encode_planes(split[:, start:stop])
-        tables.append([stop - start, table])
+    table["cuts"] = cuts
+    for start, stop in pairwise(bounds.tolist()):
+        group_table, group_parts = planes.encode_planes(split[:, start:stop])
+        table["groups"].append([stop - start, group_table])
         parts.extend(group_parts)
-    return {"cuts": cuts, "groups": tables}, parts
+    return table, parts
 
 
 def payload_size(table: dict[str, Any]) -> int:
     """Payload bytes a grouped chunk's table accounts for."""
-    return sum(planes.encoded_size(t) for _, t in table["groups"])
+    head = planes.encoded_size(table["head_planes"])
+    return head + sum(planes.encoded_size(t) for _, t in table["groups"])
 
 
 def decode(
@@ -170,31 +192,27 @@ def decode(
     dtype: str,
 ) -> None:
     """Decode one grouped chunk of `count` elements into `out`, against `pred`."""
-    if not isinstance(table, dict) or not isinstance(table.get("groups"), list):
-        raise ValueError("a gsub chunk without exponent groups")
-    cuts = check_cuts(table.get("cuts"), dtype)
-    sizes = [n for n, _ in table["groups"]]
-    if not all(type(n) is int and n > 0 for n in sizes):
-        raise ValueError("malformed exponent groups")
-    if len(sizes) != len(cuts) or sum(sizes) != count:
-        raise ValueError("exponent groups do not match the chunk")
+    head, cuts, sizes = check_table(table, count, dtype)
+    at = planes.encoded_size(table["head_planes"])
+    planes.decode_chunk(table["head_planes"], payload[:at], head, out[:head], pred[:head], True)
+    out, pred = out[head:], pred[head:]
+    if not sizes:
+        return
     bounds = _bounds(sizes)
-    split = np.empty((out.itemsize, count), dtype=np.uint8)
-    at = 0
+    split = np.empty((out.itemsize, count - head), dtype=np.uint8)
     for (start, stop), (_, group_table) in zip(
-        zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True), table["groups"], strict=True
+        pairwise(bounds.tolist()), table["groups"], strict=True
     ):
         length = planes.encoded_size(group_table)
         planes.decode_planes(group_table, payload[at : at + length], split[:, start:stop])
         at += length
     if _kernels is not None:
-        _kernels.group_merge(
-            out, split, pred, out.itemsize, _EXPONENT[dtype][0], _lut(cuts, dtype), bounds
-        )
+        shift = _EXPONENT[dtype][0]
+        _kernels.group_merge(out, split, pred, out.itemsize, shift, _lut(cuts, dtype), bounds)
         return
-    if group_sizes(pred, cuts, dtype) != sizes:
+    if _sizes(_histogram(pred, dtype), cuts) != sizes:
         raise ValueError("exponent groups do not match the base")
-    order = order_of(pred, cuts, dtype)
-    decoded = np.empty(count, dtype=out.dtype)
+    order = _order(pred, cuts, dtype)
+    decoded = np.empty(count - head, dtype=out.dtype)
     planes.merge(decoded, list(split), pred[order], add=True)
     out[order] = decoded

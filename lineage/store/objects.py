@@ -230,13 +230,12 @@ def _check_chunks(chunks: object, planes: int, elements: int, grouped: str = "")
             raise ValueError("malformed chunk")
         count, table = chunk
         if grouped and _is_int(count) and isinstance(table, dict):
-            from lineage.store.groups import check_cuts
+            from lineage.store.groups import check_table
 
-            groups = table.get("groups")
-            cuts = check_cuts(table.get("cuts"), grouped)
-            if not isinstance(groups, list) or len(groups) != len(cuts):
-                raise ValueError("malformed exponent groups")
-            payload += _check_chunks(groups, planes, count)
+            head, _, _ = check_table(table, count, grouped)
+            payload += _check_chunks([[head, table["head_planes"]]], planes, head)
+            if table["groups"]:
+                payload += _check_chunks(table["groups"], planes, count - head)
             count_total += count
             continue
         if not (_is_int(count) and count > 0) or not isinstance(table, list):

@@ -37,7 +37,7 @@ ZSTD_BLOCK = 128 << 10
 class _Chunk:
     first: int  # element (or mask byte) the chunk starts at
     count: int
-    table: list[list[int]]
+    table: Any  # its planes ([[mode, size], ...]), or a grouped chunk's dict
     at: int  # payload offset of its first plane
 
 
@@ -46,8 +46,9 @@ def read_windows(
 ) -> np.ndarray:
     """The bit patterns (the object's own dtype) of the elements in `picks`, concatenated.
 
-    `nbytes` is the object's decoded size (from its manifest entry). Each pick must lie
-    within one chunk (as `codec.sample_picks` makes them).
+    `nbytes` is the object's decoded size (from its manifest entry). A pick that spans
+    chunks is read chunk by chunk (`codec.sample_picks` makes none: each of its picks
+    costs one chunk's planes, and only their first bytes).
     """
     if _depth > MAX_DECODE_DEPTH:
         raise CorruptObjectError(f"object {oid} is corrupt (delta chain loops)")
@@ -64,9 +65,10 @@ def read_windows(
             return np.concatenate([cached.view(bits_type)[p] for p in picks])
         if header.get("n") != nbytes:
             raise ValueError(f"header says {header.get('n')!r} bytes, the manifest {nbytes}")
+        picks = _within_chunks(header, picks)
         if header.get("enc") in objects.GROUPED:
-            wide = _from_chunk_starts(header.get("chunks"), picks)
-            if wide != picks:  # a grouped chunk decodes from its start: read more, cut
+            wide = _outside_heads_whole(header.get("chunks"), picks)
+            if wide != picks:  # only a head decodes in part: read whole chunks, cut
                 got = read_windows(store, oid, nbytes, wide, _depth)
                 return _narrow(got, wide, picks)
         pred = None
@@ -93,29 +95,53 @@ def _layout(chunks: list[list[Any]], at: int) -> tuple[list[_Chunk], int]:
     return out, at
 
 
-def _from_chunk_starts(chunks: Any, picks: list[slice]) -> list[slice]:
-    """`picks`, each widened to start where its chunk starts."""
+def _within_chunks(header: dict[str, Any], picks: list[slice]) -> list[slice]:
+    """`picks` cut where the object's chunks end (their concatenation is unchanged)."""
+    chunks = header.get("chunks")
+    if not isinstance(chunks, list):
+        raise ValueError("no chunk list")
+    if header.get("enc") == "mxor":
+        chunks = chunks[1:]
+    ends = np.cumsum([count for count, _ in chunks]).tolist()
+    out = []
+    for pick in picks:
+        start, stop = pick.start or 0, pick.stop
+        if stop is None:
+            raise ValueError("an open-ended window")
+        while start < stop:
+            end = next((e for e in ends if e > start), stop)
+            out.append(slice(start, min(stop, end)))
+            start = min(stop, end)
+    return out
+
+
+def _outside_heads_whole(chunks: Any, picks: list[slice]) -> list[slice]:
+    """`picks` of a grouped tensor, those not inside their chunk's ungrouped head
+    widened to the whole chunk (see `lineage.store.groups`)."""
     if not isinstance(chunks, list):
         raise ValueError("no chunk list")
     layout, _ = _layout(chunks, 0)
     out = []
     for pick in picks:
         start = pick.start or 0
-        chunk = _find(layout, start, 0 if pick.stop is None else pick.stop - start)
-        out.append(slice(chunk.first, pick.stop))
+        chunk = _find(layout, start, 0)
+        head = chunk.table.get("head") if isinstance(chunk.table, dict) else None
+        if not isinstance(head, int) or pick.stop is None:
+            raise ValueError("a gsub chunk without exponent groups")
+        inside = pick.stop <= chunk.first + head
+        out.append(pick if inside else slice(chunk.first, chunk.first + chunk.count))
     return out
 
 
 def _narrow(got: np.ndarray, wide: list[slice], picks: list[slice]) -> np.ndarray:
-    """The elements of `picks` out of the concatenated windows `wide` (each containing
-    its pick and ending where it does)."""
+    """The elements of `picks` out of the concatenated windows `wide` (each holding its
+    pick)."""
     out = []
     at = 0
     for outer, inner in zip(wide, picks, strict=True):
-        width = (outer.stop or 0) - (outer.start or 0)
         skip = (inner.start or 0) - (outer.start or 0)
-        out.append(got[at + skip : at + width])
-        at += width
+        out.append(got[at + skip : at + skip + (inner.stop or 0) - (inner.start or 0)])
+        at += (outer.stop or 0) - (outer.start or 0)
     return np.concatenate(out) if out else got[:0]
 
 
@@ -147,14 +173,15 @@ class _Plan:
             if mode == objects.ZERO:
                 reads.append((mode, -1, 0, 0))
             elif mode == objects.RAW:
-                reads.append((mode, self._add(pos + inside, width), 0, length))
+                reads.append((mode, self.add(pos + inside, width), 0, length))
             else:
                 cap = min(length, needed + ZSTD_BLOCK + 3 * (needed // 1024 + 2) + 64)
-                reads.append((mode, self._add(pos, cap), inside, length))
+                reads.append((mode, self.add(pos, cap), inside, length))
             pos += length
         return reads
 
-    def _add(self, offset: int, length: int) -> int:
+    def add(self, offset: int, length: int) -> int:
+        """Read `length` payload bytes at `offset`; returns the read's index in `data`."""
         self.ranges.append((self.payload_at + offset, length))
         return len(self.ranges) - 1
 
@@ -260,47 +287,40 @@ def _decode_group_windows(
     pred: np.ndarray | None,
     payload_at: int,
 ) -> np.ndarray:
-    """`_decode_windows` for exponent-grouped chunks: a window at a chunk's start is the
-    first `k` elements of each group, `k` counted on the base's window."""
+    """`_decode_windows` for exponent-grouped chunks: a window inside a chunk's head
+    decodes from a prefix of the head's planes (as `sub`); a whole chunk (the picks
+    `_outside_heads_whole` widened) from its whole payload."""
     if pred is None:
         raise ValueError("gsub object without a base")
     bits_type = uint_type(itemsize(dtype))
     plan = _Plan(payload_at)
-    wanted: list[tuple[int, np.ndarray, np.ndarray, list[tuple[int, Any]]]] = []
-    offset = 0
+    wanted: list[tuple[_Chunk, int, int, Any]] = []
     for pick in picks:
         start, stop = pick.start or 0, min(pick.stop, elements)
-        width = stop - start
-        chunk = _find(layout, start, width)
-        if start != chunk.first or not isinstance(chunk.table, dict):
-            raise ValueError("a window of a grouped chunk must start at the chunk")
-        base = pred[offset : offset + width]
-        offset += width
-        cuts = groups.check_cuts(chunk.table.get("cuts"), dtype)
-        tables = chunk.table.get("groups")
-        if not isinstance(tables, list) or len(tables) != len(cuts):
-            raise ValueError("malformed exponent groups")
-        reads = []
-        at = chunk.at
-        for (count, table), k in zip(tables, groups.group_sizes(base, cuts, dtype), strict=True):
-            if k > count or len(table) != np.dtype(bits_type).itemsize:
-                raise ValueError("exponent groups do not match the base")
-            if k:
-                reads.append((k, plan.want(_Chunk(0, count, table, at), 0, k)))
-            at += planes.encoded_size(table)
-        wanted.append((width, base, groups.order_of(base, cuts, dtype), reads))
+        chunk = _find(layout, start, stop - start)
+        head, _, _ = groups.check_table(chunk.table, chunk.count, dtype)
+        if stop <= chunk.first + head:
+            head_chunk = _Chunk(chunk.first, head, chunk.table["head_planes"], chunk.at)
+            if len(head_chunk.table) != np.dtype(bits_type).itemsize:
+                raise ValueError("chunk table does not match the element size")
+            wanted.append((chunk, start, stop, plan.want(head_chunk, start, stop - start)))
+        elif start == chunk.first and stop == chunk.first + chunk.count:
+            wanted.append((chunk, start, stop, plan.add(chunk.at, codec.chunk_size(chunk.table))))
+        else:
+            raise ValueError("a window of a grouped chunk outside its head")
     plan.fetch(store, oid)
     out: list[np.ndarray] = []
-    for width, base, order, reads in wanted:
-        residual = np.empty(width, dtype=bits_type)
-        pos = 0
-        for k, group_reads in reads:
-            planes.merge(
-                residual[pos : pos + k], [plan.plane(store, oid, r, k) for r in group_reads], None
-            )
-            pos += k
+    offset = 0  # where this pick's prediction starts in `pred`
+    for chunk, start, stop, reads in wanted:
+        width = stop - start
+        base = pred[offset : offset + width]
+        offset += width
         window = np.empty(width, dtype=bits_type)
-        window[order] = planes.unzigzag(residual) + base[order]
+        if isinstance(reads, int):  # the whole chunk
+            data = memoryview(plan.data[reads])
+            groups.decode(chunk.table, data, chunk.count, window, base, dtype)
+        else:
+            planes.merge(window, [plan.plane(store, oid, r, width) for r in reads], base, True)
         out.append(window)
     return np.concatenate(out) if out else np.empty(0, bits_type)
 

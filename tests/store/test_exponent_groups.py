@@ -106,6 +106,9 @@ def test_groups_that_do_not_match_the_base_are_an_error(use_c: bool) -> None:
         lambda t: t["groups"].__setitem__(0, [t["groups"][0][0] + 1, t["groups"][0][1]]),
         lambda t: t.update(groups=t["groups"][:-1]),
         lambda t: t.update(cuts="all"),
+        lambda t: t.update(head=t["head"] + 1),  # more than the chunk with its groups
+        lambda t: t.update(head=0),
+        lambda t: t["head_planes"].pop(),
     ],
 )
 def test_a_forged_gsub_header_is_a_corrupt_object(tmp_path: Path, forge) -> None:
