@@ -31,7 +31,6 @@ Targets (issue 14): peak RSS of every command < 1.5 GB at 8 GB, RSS(8 GB) / RSS(
 from __future__ import annotations
 
 import argparse
-import filecmp
 import json
 import os
 import shutil
@@ -48,6 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from lineage.testing import same_model_files  # noqa: E402
 
 LINEAGE = [sys.executable, "-m", "lineage.cli.main"]
 HIDDEN = 4096
@@ -203,12 +204,6 @@ def in_process(args: list[str]) -> dict[str, float]:
     return dict(json.loads(result.stdout))
 
 
-def same_tree(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    return fa == fb and all(filecmp.cmp(a / p, b / p, shallow=False) for p in fa)
-
-
 def disk_write_rate(work: Path) -> float:
     """Sequential write MB/s of the disk under `work`, synced (what a durable add waits for)."""
     path = work / "disk-probe"
@@ -254,7 +249,7 @@ def bench_size(work: Path, size_gb: float, in_proc: bool) -> dict[str, object]:
     for ref, source in (("base@1", base), ("ft@1", ft)):
         out = work / f"out-{ref.split('@')[0]}"
         run = timed([*LINEAGE, "checkout", ref, str(out)], ws, f"checkout {ref.split('@')[0]}")
-        run.ok = run.ok and same_tree(source, out)
+        run.ok = run.ok and same_model_files(source, out)
         runs.append(run)
         shutil.rmtree(out)
     runs.append(timed([*LINEAGE, "store", "verify"], ws, "verify"))
@@ -283,7 +278,7 @@ def bench_size(work: Path, size_gb: float, in_proc: bool) -> dict[str, object]:
             checked = in_process(["checkout", str(store), str(which), str(out)])
             peaks[f"checkout {('base', 'ft')[which]}"] = checked.pop("peak_mb")
             figures.update(checked)
-            exact = exact and same_tree(source, out)
+            exact = exact and same_model_files(source, out)
             shutil.rmtree(out)
         for label, seconds in figures.items():
             print(f"  in-process {label:14s} {seconds:6.2f} s {size / MB / seconds:7.0f} MB/s")

@@ -5,6 +5,7 @@ For a real (tiny) transformer use `lineage.bundled.make_tiny_model`.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import subprocess
 from pathlib import Path
@@ -143,5 +144,5 @@ def same_model_files(a: Path, b: Path) -> bool:
             if p.is_file() and p.name != CHECKOUT_MARKER
         )
 
-    names = files(a)
-    return names == files(b) and all((a / p).read_bytes() == (b / p).read_bytes() for p in names)
+    names = files(a)  # compared in small buffers: shards of many GB need not fit in memory
+    return names == files(b) and all(filecmp.cmp(a / p, b / p, shallow=False) for p in names)
