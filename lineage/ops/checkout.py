@@ -50,8 +50,10 @@ def checkout(
     replace_any: bool = False,
     loadable: bool = False,
     with_base: bool = False,
+    keep_decoded: bool = False,
 ) -> Path:
-    """Write the version's files to `out_dir` (see the module docstring); the path."""
+    """Write the version's files to `out_dir` (see the module docstring); the path.
+    `keep_decoded`: see `lineage.store.checkout`."""
     version = workspace.resolve(ref)
     target = Path(out_dir).expanduser().absolute()
     check_target(workspace, target, force=force, replace_any=replace_any)
@@ -68,7 +70,14 @@ def checkout(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".lineage-checkout-", dir=target.parent))
     try:
-        write_manifest(workspace, manifest, staging, label=version.ref, progress=progress)
+        write_manifest(
+            workspace,
+            manifest,
+            staging,
+            label=version.ref,
+            progress=progress,
+            keep_decoded=keep_decoded,
+        )
         if loadable or with_base:
             _make_loadable(workspace, staging, target, base.ref if base else None, with_base)
         marker = {"ref": version.ref, "manifest_id": version.manifest_id}
@@ -102,8 +111,10 @@ def write_manifest(
     *,
     label: str | None = None,
     progress: ByteProgress | None = None,
+    keep_decoded: bool = False,
 ) -> None:
-    """Decode a manifest's files into `out_dir` (derivable versions are re-made)."""
+    """Decode a manifest's files into `out_dir` (derivable versions are re-made);
+    `keep_decoded`: see `lineage.store.checkout`."""
     from lineage.store import checkout as store_checkout
 
     store_checkout(
@@ -113,6 +124,7 @@ def write_manifest(
         progress=progress,
         materialize=materializer(workspace),
         label=label,
+        keep_decoded=keep_decoded,
     )
 
 

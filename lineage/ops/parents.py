@@ -52,7 +52,7 @@ class _SharedCheckouts:
         with lock:
             found = self._done.get(key)
             if found is None:
-                found = checkout(workspace, version.ref, self.root / key)
+                found = checkout(workspace, version.ref, self.root / key, keep_decoded=True)
                 _set_modes(found, file_mode=_READ_ONLY_FILE, dir_mode=_READ_ONLY_DIR)
                 self._done[key] = found
             return found
@@ -102,10 +102,12 @@ def shared_parent_checkouts() -> Iterator[None]:
 
 def checkout_parent(workspace: Workspace, ref: str, own_dir: Path) -> Path:
     """The folder a step reads parent `ref` from: the shared checkout inside
-    `shared_parent_checkouts()`, else a checkout of its own into `own_dir`."""
+    `shared_parent_checkouts()`, else a checkout of its own into `own_dir`. Either way
+    the parent's decoded tensors stay in the store's cache (within its budget): the
+    step's model is then committed with the parent as its delta base."""
     shared = _active
     if shared is None:
         from lineage.ops.checkout import checkout
 
-        return checkout(workspace, ref, own_dir)
+        return checkout(workspace, ref, own_dir, keep_decoded=True)
     return shared.get(workspace, ref)

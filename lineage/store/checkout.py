@@ -54,10 +54,13 @@ def checkout(
     materialize: Materialize | None = None,
     *,
     label: str | None = None,
+    keep_decoded: bool = False,
 ) -> None:
     """Write the files of `manifest` into `out_dir` (created if needed).
 
     `label` (e.g. ``"bert-sentiment@3"``) names the version in error messages.
+    `keep_decoded` leaves the decoded tensors in the store's cache (bounded, LRU): a
+    parent checked out for a step that is then committed as its delta base.
     `materialize(spec, dir)` is required for derivable versions. A lossy version's
     weights are approximate (`manifest.approximate`); a warning is logged.
 
@@ -77,7 +80,7 @@ def checkout(
         if any(not t.stored for _, t in manifest.tensors()):
             _checkout_derived(store, manifest, out_dir, progress, materialize, name)
         else:
-            _checkout_stored(store, manifest, out_dir, progress)
+            _checkout_stored(store, manifest, out_dir, progress, keep_decoded)
     except StoreError as exc:
         raise type(exc)(f"{name}: {exc}") from None
 
@@ -91,6 +94,7 @@ def _checkout_stored(
     manifest: Manifest,
     out_dir: Path,
     progress: Callable[[int, int], None] | None,
+    keep: bool = False,
 ) -> None:
     """Decode every piece in worker threads, each written straight to its offset.
 
@@ -116,7 +120,7 @@ def _checkout_stored(
             per_file.append(sorted(pieces, key=lambda p: -p[0]))
         pieces = _interleave(per_file)
         with ThreadPoolExecutor(max_workers=_workers(store), thread_name_prefix="checkout") as pool:
-            futures = [pool.submit(_write_piece, store, *piece) for piece in pieces]
+            futures = [pool.submit(_write_piece, store, *piece, keep) for piece in pieces]
             try:
                 for future in as_completed(futures):
                     done += future.result()
@@ -182,13 +186,17 @@ def _layout(entry: FileEntry) -> list[tuple[int, int, str]]:
     return out
 
 
-def _write_piece(store: ObjectStore, size: int, file: _FileWriter, offset: int, oid: str) -> int:
-    """Decode one object and write it at `offset` of its file; returns its length."""
-    data = read_bytes(store, oid, size)
+def _write_piece(
+    store: ObjectStore, size: int, file: _FileWriter, offset: int, oid: str, keep: bool = False
+) -> int:
+    """Decode one object and write it at `offset` of its file (the decoded bytes left
+    in the cache with `keep`); returns its length."""
+    data = read_bytes(store, oid, size, keep=keep)
     if len(data) != size:
         raise CorruptObjectError(f"object {oid} has {len(data)} bytes, the manifest says {size}")
     file.write(data, offset)
-    store.cache.recycle(data)  # re-used unless the cache (or a queued write) still holds it
+    if not keep:
+        store.cache.recycle(data)  # re-used unless the cache (or a queued write) holds it
     return size
 
 

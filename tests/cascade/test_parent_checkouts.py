@@ -35,3 +35,16 @@ def test_children_of_one_parent_read_one_read_only_checkout(
     assert not shared.exists()  # removed with the cascade
     own = checkout_parent(sqlite_workspace, "base@1", tmp_path / "own")
     assert own == tmp_path / "own" and same_model_files(source, own)
+
+
+def test_a_checked_out_parent_stays_decoded_for_the_commit_that_follows(
+    sqlite_workspace: Any, tiny_weights: Any, tmp_path: Path
+) -> None:
+    """The step's model is committed with its parent as delta base: the parent's
+    tensors are not decoded a second time."""
+    add(sqlite_workspace, "base", source=tiny_weights(0))
+    store = sqlite_workspace.store
+    tensors = [t for _, t in sqlite_workspace.manifest("base@1").tensors()]
+    store.cache.clear()
+    checkout_parent(sqlite_workspace, "base@1", tmp_path / "own")
+    assert all(store.cache.get(t.object) is not None for t in tensors)
