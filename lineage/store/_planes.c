@@ -601,13 +601,37 @@ static PyObject *exponent_histogram(PyObject *Py_UNUSED(self), PyObject *args) {
         const uint8_t *q = (const uint8_t *)pred.buf;
         uint64_t field = (uint64_t)entries - 1;
         Py_ssize_t n = pred.len / size;
+        int64_t *part[4];
+        int64_t *counts = (int64_t *)PyMem_RawCalloc((size_t)(4 * entries), sizeof(int64_t));
+        if (!counts) {
+            PyBuffer_Release(&pred);
+            PyBuffer_Release(&hist);
+            return PyErr_NoMemory();
+        }
+        for (int k = 0; k < 4; k++) part[k] = counts + k * entries;
         Py_BEGIN_ALLOW_THREADS
-#define HISTOGRAM(T) for (Py_ssize_t i = 0; i < n; i++) h[(((const T *)q)[i] >> shift) & field]++
+/* four tables, summed at the end: consecutive elements of one exponent would
+         * otherwise wait on each other's increment of the same counter */
+#define HISTOGRAM(T)                                                                      \
+    do {                                                                                  \
+        const T *v = (const T *)q;                                                        \
+        Py_ssize_t i = 0;                                                                 \
+        for (; i + 4 <= n; i += 4) {                                                      \
+            part[0][(v[i] >> shift) & field]++;                                           \
+            part[1][(v[i + 1] >> shift) & field]++;                                       \
+            part[2][(v[i + 2] >> shift) & field]++;                                       \
+            part[3][(v[i + 3] >> shift) & field]++;                                       \
+        }                                                                                 \
+        for (; i < n; i++) part[0][(v[i] >> shift) & field]++;                            \
+    } while (0)
         if (size == 2) HISTOGRAM(uint16_t);
         else if (size == 4) HISTOGRAM(uint32_t);
         else HISTOGRAM(uint64_t);
 #undef HISTOGRAM
+        for (Py_ssize_t k = 0; k < entries; k++)
+            h[k] += part[0][k] + part[1][k] + part[2][k] + part[3][k];
         Py_END_ALLOW_THREADS
+        PyMem_RawFree(counts);
         result = Py_None;
         Py_INCREF(result);
     }

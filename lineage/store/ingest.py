@@ -75,10 +75,10 @@ PLAIN_WORTH_TRYING = 0.6
 #: zigzag `sub` is taken over XOR when its sample codes below this fraction of XOR's
 #: (the C kernels decode both in one pass, so only a tie goes to XOR).
 SUB_MARGIN = 0.99
-#: a float tensor takes `gsub` (`sub` in exponent groups) over XOR when plain `sub`'s
-#: sample codes below this multiple of XOR's: grouping, which a few-thousand-element
-#: sample cannot show, made float deltas 5-30 % smaller than `sub` in every tensor
-#: measured, and smaller than XOR wherever `sub`'s sample was within 1.2 % of it.
+#: a float tensor whose sample says exponent groups pay (`groups.sample_gain`) takes
+#: `gsub` over XOR when plain `sub`'s sample codes below this multiple of XOR's: the
+#: grouping, which the sample's byte planes cannot show, made such deltas 5-30 %
+#: smaller than `sub`, and smaller than XOR wherever `sub`'s sample was within 1.2 %.
 GSUB_MARGIN = 1.1
 #: the zero-mask XOR (`mxor`) is tried when more of the sample than this is exactly zero.
 MASK_WORTH_TRYING = 0.02
@@ -539,9 +539,9 @@ class _TensorEncoder:
                     cost = codec.sample_cost(enc, sample, pred)
                     if cost < best_cost:
                         best_cost, best_enc, best_base, best_pred = cost, enc, c, pred
-        if best_base is not None and best_enc == "xor":
+        if best_pred is not None and best_enc == "xor":
             cost = codec.sample_cost("sub", sample, best_pred)
-            grouped = groups.applies(slot.dtype)
+            grouped = groups.sample_gain(sample, best_pred, slot.dtype) >= groups.MIN_GAIN_BITS
             if cost < (GSUB_MARGIN if grouped else SUB_MARGIN) * best_cost:
                 best_cost, best_enc = cost, "gsub" if grouped else "sub"
         if best_cost > PLAIN_WORTH_TRYING * sample_bytes:

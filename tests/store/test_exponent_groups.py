@@ -168,3 +168,24 @@ def test_ingest_codes_a_fine_tune_in_groups_and_checks_it_out_exactly(tmp_path: 
     store.cache.clear()
     checkout(store, store.get_manifest(ids["tuned"]), tmp_path / "out")
     assert same_tree(tmp_path / "tuned", tmp_path / "out")
+
+
+def test_a_delta_grouping_cannot_shrink_stays_plain_sub(tmp_path: Path) -> None:
+    """One or two last-place steps on every weight, whatever its exponent: grouping
+    would cost time and save nothing, and the sample says so."""
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal(1 << 16).astype(np.float32)
+    nudged = (base.view(np.uint32) + rng.integers(-2, 3, base.size).astype(np.uint32)).view(
+        np.float32
+    )
+    for name, weights in (("base", base), ("nudged", nudged)):
+        (tmp_path / name).mkdir()
+        save_file({"w": weights}, str(tmp_path / name / "model.safetensors"))
+    assert groups.sample_gain(nudged.view(np.uint32), base.view(np.uint32), "F32") < (
+        groups.MIN_GAIN_BITS
+    )
+    store = ObjectStore.open(tmp_path / "s")
+    parent = ingest(store, tmp_path / "base")
+    ids = {"base": store.put_manifest(parent)}
+    ids["nudged"] = store.put_manifest(ingest(store, tmp_path / "nudged", parents=[parent]))
+    assert stats(store, ids).versions["nudged"].encodings == {"sub": 1}
