@@ -36,6 +36,7 @@ workspace at the same path (and its database) can run them.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -69,7 +70,7 @@ from lineage.cascade.plan import CascadePlan, PlanNode
 from lineage.cascade.settings import dask_workers_default, resolve_task_runner
 from lineage.cascade.warmup import preload_torch, warm_up
 from lineage.ops.derive import DERIVABLE_KINDS
-from lineage.ops.parents import shared_parent_checkouts
+from lineage.ops.parents import prefetch_parent, shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
 from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
@@ -678,8 +679,6 @@ def cascade_flow(
         The summary: one entry per node with its outcome, plus counts, the workers
         and the Prefect API used.
     """
-    from lineage.workspace import Workspace
-
     logger = get_run_logger()
     threads = threads or step_threads(concurrency)
     pool = None
@@ -689,7 +688,7 @@ def cascade_flow(
         pool = pool_for(runner, concurrency, threads)
     started_at = datetime.now(UTC)
     try:
-        root = str(Workspace.open(workspace or None).root)
+        root = _root_of(workspace)
         plan = build_plan(open_workspace(root), upstream, replaces or None)
         if any(node.kind in DERIVABLE_KINDS for node in plan.to_derive):
             preload_torch()  # this process verifies derivable versions: it needs torch
@@ -787,6 +786,13 @@ def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
     return PrefectApi(server.api_url, True, startup_s if first_use else 0.0)
 
 
+def _root_of(workspace: str) -> str:
+    """The root folder of a `workspace` argument ("": the current folder's workspace)."""
+    from lineage.workspace import Workspace
+
+    return str(Workspace.open(workspace or None).root)
+
+
 def run_cascade(
     upstream: str,
     *,
@@ -823,15 +829,20 @@ def run_cascade(
 
     kind = resolve_task_runner(task_runner, dask_address, dask_workers)
     chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
+    shared = contextlib.ExitStack()
     if kind == "thread":
-        # The workers and this process import torch & co. while Prefect's server starts.
+        # The workers and this process import torch & co. while Prefect's server starts,
+        # and the new upstream version, every first node's parent, is checked out.
         warm_up(runner, concurrency, warm=warm, threads=threads)
+        shared.enter_context(shared_parent_checkouts())
+        prefetch_parent(lambda: open_workspace(_root_of(workspace)), upstream)
     # The local server needs more than Prefect's default 20 s to start on a small,
     # busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(STARTUP_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
     try:
         _api = ensure_prefect_api(startup)
     except BaseException:
+        shared.close()
         close_shared_pools()
         raise
     settings: dict[Any, Any] = {
@@ -841,7 +852,7 @@ def run_cascade(
         # start a server of their own) use the API just made sure of.
         PREFECT_API_URL: _api.url,
     }
-    with temporary_settings(settings):
+    with shared, temporary_settings(settings):
         return cascade_flow.with_options(task_runner=chosen)(
             upstream=upstream,
             replaces=replaces,

@@ -203,8 +203,10 @@ def _translated(exc: Exception) -> GraphDBError:
 class Database:
     """Connections to one graph DB URL (`sqlite:///...` or `postgresql://...`).
 
-    SQLite opens a connection per use (cheap, and safe across threads and forks).
-    PostgreSQL keeps one connection per thread, reopened when the server dropped it.
+    Each thread keeps one connection (opening one costs more than most statements:
+    a cascade's bookkeeping opened hundreds), reopened after a fork for SQLite (a
+    connection must not cross into a child process) and, for PostgreSQL, when the
+    server dropped it.
     """
 
     def __init__(self, url: str) -> None:
@@ -251,17 +253,13 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        if self.sqlite:
-            connection = self._connect_sqlite()
-            try:
-                yield connection
-            finally:
-                connection.close()
-            return
-        raw: Any = getattr(self._local, "connection", None)
-        if raw is None or raw.closed or raw.broken:
-            raw = self._connect_postgresql()
-            self._local.connection = raw
+        owner, raw = getattr(self._local, "connection", (None, None))
+        stale = raw is None or owner != os.getpid()
+        if raw is not None and not stale and not self.sqlite:
+            stale = raw.closed or raw.broken  # the server dropped it
+        if stale:
+            raw = self._connect_sqlite() if self.sqlite else self._connect_postgresql()
+            self._local.connection = (os.getpid(), raw)
         yield raw
 
     def _connect_sqlite(self) -> sqlite3.Connection:
@@ -277,6 +275,8 @@ class Database:
                 raw.execute(pragma)
         except sqlite3.Error as exc:
             raise GraphDBError(str(exc)) from exc
+        with self._lock:
+            self._open.append((os.getpid(), raw))
         return raw
 
     def _connect_postgresql(self) -> Any:
@@ -288,15 +288,17 @@ class Database:
         except psycopg.Error as exc:
             raise GraphDBError(str(exc)) from exc
         with self._lock:
-            self._open.append(raw)
+            self._open.append((os.getpid(), raw))
         return raw
 
     def close(self) -> None:
-        """Close every PostgreSQL connection this object opened (SQLite keeps none)."""
+        """Close every connection this process opened through this object (one that a
+        forked child inherited is the parent's: left alone)."""
         with self._lock:
             opened, self._open = self._open, []
-        for raw in opened:
-            raw.close()
+        for pid, raw in opened:
+            if pid == os.getpid():
+                raw.close()
         self._local = threading.local()
 
 

@@ -292,6 +292,7 @@ def rederive(
     stored and the caller runs them the usual way (`ops.tests.run_tests`).
     """
     from lineage.ops.add import commit
+    from lineage.ops.parents import offer_checkout
     from lineage.ops.tests import record_outcome
 
     old = workspace.resolve(ref)
@@ -335,6 +336,7 @@ def rederive(
             provenance=run.provenance(data),
             **derivable_kwargs(workspace, recipe, run, pinned, data),
         )
+        offer_checkout(version.manifest_id, run.model_dir)  # the children's parent folder
     if run.test_outcomes is not None and len(run.test_outcomes) == len(tests):
         from lineage.modeltests import TestOutcome
 

@@ -6,7 +6,9 @@ fine-tune), and each checkout decodes the whole model again (about 0.3 s of CPU 
 a BERT-size parent, more on a delta chain), on the same cores the steps compute on.
 Inside `shared_parent_checkouts()`, `checkout_parent` checks each version out once,
 makes the folder read-only and hands the same folder to every step that reads it;
-two steps that need it at once wait for one checkout. Outside it (a single `lineage
+two steps that need it at once wait for one checkout. A node re-derived in the
+cascade hands its step's output folder over once committed (`offer_checkout`): its
+children read that, and nothing is checked out for them. Outside it (a single `lineage
 add --recipe`, a Dask worker process), each step gets its own checkout as before.
 
 The folder is read-only to the steps by its permissions; a recipe is code the
@@ -15,18 +17,21 @@ workspace trusts (`lineage trust`), and the docker runner mounts parents read-on
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lineage.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 _READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 _READ_ONLY_DIR = _READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
@@ -56,6 +61,21 @@ class _SharedCheckouts:
                 _set_modes(found, file_mode=_READ_ONLY_FILE, dir_mode=_READ_ONLY_DIR)
                 self._done[key] = found
             return found
+
+    def adopt(self, key: str, folder: Path) -> None:
+        """Take `folder` (moved, made read-only) as the checkout of manifest `key`."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._done:
+                return
+            target = self.root / key
+            try:
+                os.rename(folder, target)
+            except OSError:
+                return  # another file system, say: its children check it out instead
+            _set_modes(target, file_mode=_READ_ONLY_FILE, dir_mode=_READ_ONLY_DIR)
+            self._done[key] = target
 
     def close(self) -> None:
         _set_modes(self.root, file_mode=0o644, dir_mode=0o755)
@@ -98,6 +118,37 @@ def shared_parent_checkouts() -> Iterator[None]:
             with _active_guard:
                 _active = None
             owner.close()
+
+
+def offer_checkout(manifest_id: str, folder: Path) -> None:
+    """Inside `shared_parent_checkouts()`, keep `folder` (a step's output, just
+    committed as manifest `manifest_id`) as that version's shared checkout: its
+    children read it instead of a checkout decoded (or re-made, for a derivable
+    version) from the store. The commit stored exactly these files, except that a
+    recipe-made LoRA adapter gets its base reference on checkout: such a folder is not
+    taken. Outside a cascade, nothing happens (the caller removes the folder)."""
+    shared = _active
+    if shared is None or (folder / "adapter_config.json").exists():
+        return
+    shared.adopt(manifest_id, folder)
+
+
+def prefetch_parent(open_workspace: Callable[[], Workspace], ref: str) -> None:
+    """Inside `shared_parent_checkouts()`, start checking `ref` out in the background:
+    a cascade's new upstream version, which every first node reads, while Prefect
+    starts. A step that asks for it meanwhile waits for this checkout; a failure is
+    left for that step to meet (and report) again."""
+    shared = _active
+    if shared is None:
+        return
+
+    def fetch() -> None:
+        try:
+            shared.get(open_workspace(), ref)
+        except Exception as exc:  # the step checks it out itself, and says what failed
+            log.debug("prefetching %s failed: %s", ref, exc)
+
+    threading.Thread(target=fetch, name="lineage-prefetch", daemon=True).start()
 
 
 def checkout_parent(workspace: Workspace, ref: str, own_dir: Path) -> Path:

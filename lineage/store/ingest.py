@@ -274,7 +274,8 @@ def _same_bytes(store: ObjectStore, a: SourceFile, b: SourceFile) -> bool:
             n = min(step, a.size - pos)
             fa.pread_into(xa[:n], pos)
             fb.pread_into(xb[:n], pos)
-            if xa[:n] != xb[:n]:
+            # numpy compares in wide words: memoryview's `!=` went byte by byte here
+            if not np.array_equal(np.frombuffer(xa[:n], np.uint8), np.frombuffer(xb[:n], np.uint8)):
                 return False
     return True
 

@@ -3,13 +3,14 @@ when the cascade ends; outside a cascade every step checks out its own."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from lineage.ops.add import add
-from lineage.ops.parents import checkout_parent, shared_parent_checkouts
+from lineage.ops.parents import checkout_parent, offer_checkout, shared_parent_checkouts
 from lineage.testing import same_model_files
 
 
@@ -48,3 +49,27 @@ def test_a_checked_out_parent_stays_decoded_for_the_commit_that_follows(
     store.cache.clear()
     checkout_parent(sqlite_workspace, "base@1", tmp_path / "own")
     assert all(store.cache.get(t.object) is not None for t in tensors)
+
+
+def test_a_committed_step_output_is_its_childrens_parent_folder(
+    sqlite_workspace: Any, tiny_weights: Any, tmp_path: Path
+) -> None:
+    """Inside a cascade a re-derived node's output folder, just committed, is the
+    checkout its children read: nothing is decoded or re-made for them."""
+    source = tiny_weights(0)
+    step_out = tmp_path / "step" / "model"
+    shutil.copytree(source, step_out)
+    version = add(sqlite_workspace, "ft", source=step_out)
+    with shared_parent_checkouts():
+        offer_checkout(version.manifest_id, step_out)
+        assert not step_out.exists()  # moved, not copied
+        shared = checkout_parent(sqlite_workspace, "ft@1", tmp_path / "own")
+        assert same_model_files(source, shared) and not (tmp_path / "own").exists()
+        assert all(stat.S_IMODE(p.stat().st_mode) & 0o222 == 0 for p in shared.rglob("*"))
+        adapter = tmp_path / "adapter"
+        shutil.copytree(source, adapter)
+        (adapter / "adapter_config.json").write_text("{}")
+        offer_checkout("0" * 64, adapter)  # a checkout would rewrite its base reference
+        assert adapter.exists()
+    offer_checkout(version.manifest_id, adapter)  # outside a cascade: nothing happens
+    assert adapter.exists()
