@@ -37,11 +37,13 @@ workspace at the same path (and its database) can run them.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import heapq
 import logging
 import os
 import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -614,8 +616,20 @@ def _graph_links(
     return links
 
 
-def _tag_flow_run(plan: CascadePlan) -> None:
-    """Tag this flow run (not its task runs) with the upstream model and version.
+def _in_background(function: Callable[..., None], *args: Any) -> threading.Thread:
+    """Run `function(*args)` in a thread, in this context (Prefect's settings and run
+    context are context variables); join it before relying on its effect."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(function, *args), name="lineage-flow-side", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _tag_flow_run(plan: CascadePlan, flow_run_id: Any) -> None:
+    """Tag flow run `flow_run_id` (not its task runs) with the upstream model and
+    version (in the background: two API calls the first nodes need not wait for).
 
     Task runs carry no tags on purpose: Prefect acquires a concurrency slot per tag
     for every task run, an API call that costs 0.5-2 s on a busy server, which would
@@ -629,9 +643,12 @@ def _tag_flow_run(plan: CascadePlan) -> None:
         f"upstream:{plan.upstream}",
         f"model:{plan.upstream.split('@', 1)[0]}",
     }
-    with get_client(sync_client=True) as client:
-        current = client.read_flow_run(flow_run.id)
-        client.update_flow_run(flow_run.id, tags=sorted(tags | set(current.tags or [])))
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(flow_run_id)
+            client.update_flow_run(flow_run_id, tags=sorted(tags | set(current.tags or [])))
+    except Exception as exc:  # tags help find the run in the UI; the cascade goes on
+        logging.getLogger(__name__).warning("could not tag the flow run: %s", exc)
 
 
 def _run_name() -> str:
@@ -692,7 +709,7 @@ def cascade_flow(
         plan = build_plan(open_workspace(root), upstream, replaces or None)
         if any(node.kind in DERIVABLE_KINDS for node in plan.to_derive):
             preload_torch()  # this process verifies derivable versions: it needs torch
-        _tag_flow_run(plan)
+        tagging = _in_background(_tag_flow_run, plan, flow_run.id)
         lines = describe_plan(plan)
         logger.info("\n".join(lines))
         _notify("plan", {"lines": lines})
@@ -733,6 +750,7 @@ def cascade_flow(
             open_workspace(root), summary, started_at=started_at
         )
         _publish_artifacts(run, summary)
+        tagging.join()
         logger.info("cascade finished: %s", summary["counts"])
         return summary
     finally:
