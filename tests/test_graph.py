@@ -199,3 +199,30 @@ def test_concurrent_commits_number_versions_without_gaps(workspace, tiny_weights
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda s: commit(workspace, "m", source=s), sources))
     assert sorted(v.number for v in workspace.log("m")) == list(range(1, 8))
+
+
+def test_a_thread_keeps_one_connection_until_it_ends(tmp_path) -> None:
+    """Opening a connection (and its pragmas) cost more than most statements: each
+    thread keeps one; a thread that ended leaves none open, nor does `close`."""
+    import gc
+    import threading
+
+    from lineage.graph.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'graph.db'}")
+    with db.reading() as first, db.reading() as second:
+        assert first.raw is second.raw
+
+    def use() -> None:
+        with db.reading() as session:
+            session.rows("SELECT 1 AS one")
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gc.collect()
+    assert len(db._open) == 1  # this thread's
+    db.close()
+    assert len(db._open) == 0

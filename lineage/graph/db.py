@@ -16,11 +16,13 @@ text (PostgreSQL casts it to `json`), and SQLite datetimes are naive UTC strings
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -200,6 +202,25 @@ def _translated(exc: Exception) -> GraphDBError:
     return GraphDBError(str(exc))
 
 
+class _Held:
+    """A thread's connection, closed when the thread's reference to it goes (the thread
+    ended, or `Database.close`), by the process that opened it only."""
+
+    __slots__ = ("__weakref__", "pid", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(Exception):  # closing twice, or a dead server
+                self.raw.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Database:
     """Connections to one graph DB URL (`sqlite:///...` or `postgresql://...`).
 
@@ -226,7 +247,7 @@ class Database:
                 "postgresql://USER@HOST:PORT/DB"
             )
         self._local = threading.local()
-        self._open: list[Any] = []
+        self._open: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     @contextmanager
@@ -253,14 +274,16 @@ class Database:
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        owner, raw = getattr(self._local, "connection", (None, None))
-        stale = raw is None or owner != os.getpid()
-        if raw is not None and not stale and not self.sqlite:
-            stale = raw.closed or raw.broken  # the server dropped it
-        if stale:
+        held: _Held | None = getattr(self._local, "connection", None)
+        stale = held is None or held.pid != os.getpid()
+        if held is not None and not stale and not self.sqlite:
+            stale = held.raw.closed or held.raw.broken  # the server dropped it
+        if held is None or stale:
             raw = self._connect_sqlite() if self.sqlite else self._connect_postgresql()
-            self._local.connection = (os.getpid(), raw)
-        yield raw
+            held = self._local.connection = _Held(raw)
+            with self._lock:
+                self._open.add(held)
+        yield held.raw
 
     def _connect_sqlite(self) -> sqlite3.Connection:
         try:
@@ -275,8 +298,6 @@ class Database:
                 raw.execute(pragma)
         except sqlite3.Error as exc:
             raise GraphDBError(str(exc)) from exc
-        with self._lock:
-            self._open.append((os.getpid(), raw))
         return raw
 
     def _connect_postgresql(self) -> Any:
@@ -287,18 +308,16 @@ class Database:
             raw = psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
         except psycopg.Error as exc:
             raise GraphDBError(str(exc)) from exc
-        with self._lock:
-            self._open.append((os.getpid(), raw))
         return raw
 
     def close(self) -> None:
         """Close every connection this process opened through this object (one that a
         forked child inherited is the parent's: left alone)."""
         with self._lock:
-            opened, self._open = self._open, []
-        for pid, raw in opened:
-            if pid == os.getpid():
-                raw.close()
+            opened = list(self._open)
+            self._open.clear()
+        for held in opened:
+            held.close()
         self._local = threading.local()
 
 
