@@ -40,3 +40,19 @@ def f32(values: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
     """A float32 tensor entry for `write_safetensors`."""
     arr = np.ascontiguousarray(values, dtype=np.float32)
     return ("F32", arr.shape, arr.tobytes())
+
+
+def base_and_fine_tune(root: Path, *, layers: int, seed: int) -> tuple[Path, Path]:
+    """Folders `root/base` (`layers` random float32 weights) and `root/tuned` (each
+    weight moved by about 1e-4, as a few optimizer steps do)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    base = {f"l.{i}.weight": rng.standard_normal(1 << 16).astype(np.float32) for i in range(layers)}
+    tuned = {
+        k: v + (1e-4 * rng.standard_normal(v.size)).astype(np.float32) for k, v in base.items()
+    }
+    for name, tensors in (("base", base), ("tuned", tuned)):
+        (root / name).mkdir()
+        save_file(tensors, str(root / name / "model.safetensors"))
+    return root / "base", root / "tuned"

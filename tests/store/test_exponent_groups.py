@@ -19,7 +19,7 @@ from lineage.store import ObjectStore, checkout, codec, groups, ingest, objects,
 from lineage.store.dtypes import cast_bits, from_float
 from lineage.store.reader import read_bytes
 
-from .helpers import same_tree
+from .helpers import base_and_fine_tune, same_tree
 
 FLOATS = ["F32", "BF16", "F16", "F64"]
 
@@ -152,22 +152,15 @@ def test_a_cast_base_predicts_in_groups() -> None:
 
 
 def test_ingest_codes_a_fine_tune_in_groups_and_checks_it_out_exactly(tmp_path: Path) -> None:
-    rng = np.random.default_rng(7)
-    base = {f"layer.{i}.weight": rng.standard_normal(1 << 16).astype(np.float32) for i in range(2)}
-    tuned = {
-        k: v + (1e-4 * rng.standard_normal(v.size)).astype(np.float32) for k, v in base.items()
-    }
-    for name, tensors in (("base", base), ("tuned", tuned)):
-        (tmp_path / name).mkdir()
-        save_file(tensors, str(tmp_path / name / "model.safetensors"))
+    base, tuned = base_and_fine_tune(tmp_path, layers=2, seed=7)
     store = ObjectStore.open(tmp_path / "s")
-    parent = ingest(store, tmp_path / "base")
+    parent = ingest(store, base)
     ids = {"base": store.put_manifest(parent)}
-    ids["tuned"] = store.put_manifest(ingest(store, tmp_path / "tuned", parents=[parent]))
+    ids["tuned"] = store.put_manifest(ingest(store, tuned, parents=[parent]))
     assert stats(store, ids).versions["tuned"].encodings == {"gsub": 2}
     store.cache.clear()
     checkout(store, store.get_manifest(ids["tuned"]), tmp_path / "out")
-    assert same_tree(tmp_path / "tuned", tmp_path / "out")
+    assert same_tree(tuned, tmp_path / "out")
 
 
 def test_a_delta_grouping_cannot_shrink_stays_plain_sub(tmp_path: Path) -> None:

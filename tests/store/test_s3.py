@@ -9,15 +9,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import save_file
-
 import lineage
 from lineage.errors import CorruptObjectError
 from lineage.store import ObjectStore, checkout, gc, ingest, stats, verify
 from lineage.store.s3 import _spans
 
-from .helpers import same_tree
+from .helpers import base_and_fine_tune, same_tree
 
 
 def _open(endpoint: str, tmp_path: Path, prefix: str) -> ObjectStore:
@@ -60,28 +57,21 @@ def test_s3_roundtrip_verify_stats_gc(s3_endpoint: str, tiny_bert: Path, tmp_pat
 def test_a_fine_tune_is_delta_coded_from_ranged_reads_of_its_base(
     s3_endpoint: str, tmp_path: Path
 ) -> None:
-    rng = np.random.default_rng(0)
-    base = {f"l.{i}.weight": rng.standard_normal(1 << 16).astype(np.float32) for i in range(3)}
-    tuned = {
-        k: v + (1e-4 * rng.standard_normal(v.size)).astype(np.float32) for k, v in base.items()
-    }
-    for name, tensors in (("base", base), ("tuned", tuned)):
-        (tmp_path / name).mkdir()
-        save_file(tensors, str(tmp_path / name / "model.safetensors"))
+    base, tuned = base_and_fine_tune(tmp_path, layers=3, seed=0)
     store = _open(s3_endpoint, tmp_path, f"delta-{time.time_ns()}")
-    parent = ingest(store, tmp_path / "base")
+    parent = ingest(store, base)
     ids = {"base": store.put_manifest(parent)}
     fresh = _open(s3_endpoint, tmp_path, store.location.rsplit("/", 1)[-1])
     gets = []
     real_get = fresh.client.get_object  # type: ignore[attr-defined]
     fresh.client.get_object = lambda **kw: gets.append(kw) or real_get(**kw)  # type: ignore[attr-defined]
-    ids["tuned"] = fresh.put_manifest(ingest(fresh, tmp_path / "tuned", parents=[parent]))
+    ids["tuned"] = fresh.put_manifest(ingest(fresh, tuned, parents=[parent]))
     assert stats(fresh, ids).versions["tuned"].encodings == {"gsub": 3}
     ranged = [g for g in gets if "Range" in g]
     assert ranged and len(ranged) <= 3 * 4  # header, windows, whole: not a GET per plane
     other = _open(s3_endpoint, tmp_path, store.location.rsplit("/", 1)[-1])
     checkout(other, other.get_manifest(ids["tuned"]), tmp_path / "out")
-    assert same_tree(tmp_path / "tuned", tmp_path / "out")
+    assert same_tree(tuned, tmp_path / "out")
 
 
 def test_close_ranges_share_one_request() -> None:
