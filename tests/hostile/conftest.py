@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,5 +22,17 @@ def small_ws(tmp_path: Path) -> Workspace:
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    """Every file below `root`, by relative path, with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file below `root`, by relative path, with its bytes; a SQLite database by
+    its content (an SQL dump), not its pages: when its write-ahead log is folded into
+    the file, and its -wal and -shm files come and go, depends on which connections are
+    open, not on what it holds."""
+    out = {}
+    for path in root.rglob("*"):
+        if not path.is_file() or path.name.endswith(("-wal", "-shm")):
+            continue
+        data = path.read_bytes()
+        if data.startswith(b"SQLite format 3\x00"):
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                data = "\n".join(db.iterdump()).encode()
+        out[str(path.relative_to(root))] = data
+    return out
