@@ -204,7 +204,9 @@ def test_concurrent_commits_number_versions_without_gaps(workspace, tiny_weights
 def test_a_thread_keeps_one_connection_until_it_ends(tmp_path) -> None:
     """Opening a connection (and its pragmas) cost more than most statements: each
     thread keeps one; a thread that ended leaves none open, nor does `close`."""
+    import contextlib
     import gc
+    import sqlite3
     import threading
 
     from lineage.graph.db import Database
@@ -224,5 +226,15 @@ def test_a_thread_keeps_one_connection_until_it_ends(tmp_path) -> None:
         thread.join()
     gc.collect()
     assert len(db._open) == 1  # this thread's
+    # the file replaced under the process (a workspace deleted and made anew): a thread's
+    # connection follows the path, as a connection per use did
+    with db.writing() as session:
+        session.execute("CREATE TABLE old (x INTEGER)")
+    for path in tmp_path.glob("graph.db*"):
+        path.unlink()
+    with contextlib.closing(sqlite3.connect(tmp_path / "graph.db")) as fresh:
+        fresh.execute("CREATE TABLE new (x INTEGER)")
+    with db.reading() as session:
+        assert session.scalars("SELECT name FROM sqlite_master") == ["new"]
     db.close()
     assert len(db._open) == 0

@@ -206,11 +206,12 @@ class _Held:
     """A thread's connection, closed when the thread's reference to it goes (the thread
     ended, or `Database.close`), by the process that opened it only."""
 
-    __slots__ = ("__weakref__", "pid", "raw")
+    __slots__ = ("__weakref__", "file", "pid", "raw")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, file: tuple[int, int] | None = None) -> None:
         self.raw = raw
         self.pid = os.getpid()
+        self.file = file  # the SQLite file it opened (device, inode)
 
     def close(self) -> None:
         if self.pid == os.getpid():
@@ -276,14 +277,28 @@ class Database:
     def _connection(self) -> Iterator[Any]:
         held: _Held | None = getattr(self._local, "connection", None)
         stale = held is None or held.pid != os.getpid()
-        if held is not None and not stale and not self.sqlite:
-            stale = held.raw.closed or held.raw.broken  # the server dropped it
+        if held is not None and not stale:
+            if self.sqlite:  # the file was replaced (a workspace deleted and made anew)
+                stale = held.file != self._sqlite_file()
+            else:
+                stale = held.raw.closed or held.raw.broken  # the server dropped it
         if held is None or stale:
-            raw = self._connect_sqlite() if self.sqlite else self._connect_postgresql()
-            held = self._local.connection = _Held(raw)
+            if self.sqlite:
+                raw = self._connect_sqlite()
+                held = _Held(raw, self._sqlite_file())
+            else:
+                held = _Held(self._connect_postgresql())
+            self._local.connection = held
             with self._lock:
                 self._open.add(held)
         yield held.raw
+
+    def _sqlite_file(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self._path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
 
     def _connect_sqlite(self) -> sqlite3.Connection:
         try:
