@@ -52,9 +52,7 @@ class _SharedCheckouts:
 
         version = workspace.resolve(ref)
         key = version.manifest_id
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._lock_of(key):
             found = self._done.get(key)
             if found is None:
                 found = checkout(workspace, version.ref, self.root / key, keep_decoded=True)
@@ -62,11 +60,14 @@ class _SharedCheckouts:
                 self._done[key] = found
             return found
 
+    def _lock_of(self, key: str) -> threading.Lock:
+        """The lock that one checkout of manifest `key` is made (or adopted) under."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
     def adopt(self, key: str, folder: Path) -> None:
         """Take `folder` (moved, made read-only) as the checkout of manifest `key`."""
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._lock_of(key):
             if key in self._done:
                 return
             target = self.root / key

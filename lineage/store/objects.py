@@ -229,9 +229,11 @@ def _check_chunks(chunks: object, planes: int, elements: int, grouped: str = "")
         if not (isinstance(chunk, list) and len(chunk) == 2):
             raise ValueError("malformed chunk")
         count, table = chunk
-        if grouped and _is_int(count) and isinstance(table, dict):
+        if grouped:
             from lineage.store.groups import check_table
 
+            if not _is_int(count):
+                raise ValueError("malformed chunk")
             head, _, _ = check_table(table, count, grouped)
             payload += _check_chunks([[head, table["head_planes"]]], planes, head)
             if table["groups"]:

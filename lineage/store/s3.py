@@ -25,9 +25,7 @@ from lineage.store.s3_lock import DEFAULT_LEASE_SECONDS, S3Lock
 RANGE_GAP = 256 << 10
 
 
-def _spans(
-    ranges: list[tuple[int, int]], gap: int
-) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+def _spans(ranges: list[tuple[int, int]], gap: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """(start, end, member ranges) of the spans that cover `ranges`, merging ranges less
     than `gap` bytes apart."""
     spans: list[tuple[int, int, list[tuple[int, int]]]] = []
@@ -37,7 +35,7 @@ def _spans(
             spans[-1] = (first, max(last, offset + length), [*members, (offset, length)])
         else:
             spans.append((offset, offset + length, [(offset, length)]))
-    yield from spans
+    return spans
 
 
 class S3ObjectStore(ObjectStore):

@@ -67,7 +67,7 @@ def read_windows(
             raise ValueError(f"header says {header.get('n')!r} bytes, the manifest {nbytes}")
         picks = _within_chunks(header, picks)
         if header.get("enc") in objects.GROUPED:
-            wide = _outside_heads_whole(header.get("chunks"), picks)
+            wide = _outside_heads_whole(header.get("chunks"), dtype, picks)
             if wide != picks:  # only a head decodes in part: read whole chunks, cut
                 got = read_windows(store, oid, nbytes, wide, _depth)
                 return _narrow(got, wide, picks)
@@ -115,19 +115,16 @@ def _within_chunks(header: dict[str, Any], picks: list[slice]) -> list[slice]:
     return out
 
 
-def _outside_heads_whole(chunks: Any, picks: list[slice]) -> list[slice]:
-    """`picks` of a grouped tensor, those not inside their chunk's ungrouped head
-    widened to the whole chunk (see `lineage.store.groups`)."""
+def _outside_heads_whole(chunks: Any, dtype: str, picks: list[slice]) -> list[slice]:
+    """`picks` of a grouped tensor (each within one chunk), those not inside their
+    chunk's ungrouped head widened to the whole chunk (see `lineage.store.groups`)."""
     if not isinstance(chunks, list):
         raise ValueError("no chunk list")
     layout, _ = _layout(chunks, 0)
     out = []
     for pick in picks:
-        start = pick.start or 0
-        chunk = _find(layout, start, 0)
-        head = chunk.table.get("head") if isinstance(chunk.table, dict) else None
-        if not isinstance(head, int) or pick.stop is None:
-            raise ValueError("a gsub chunk without exponent groups")
+        chunk = _find(layout, pick.start or 0, 0)
+        head, _, _ = groups.check_table(chunk.table, chunk.count, dtype)
         inside = pick.stop <= chunk.first + head
         out.append(pick if inside else slice(chunk.first, chunk.first + chunk.count))
     return out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from lineage.store import groups, planes
 from lineage.testing import same_model_files as same_tree
 
 __all__ = ["same_tree"]
@@ -56,3 +59,16 @@ def base_and_fine_tune(root: Path, *, layers: int, seed: int) -> tuple[Path, Pat
         (root / name).mkdir()
         save_file(tensors, str(root / name / "model.safetensors"))
     return root / "base", root / "tuned"
+
+
+@contextlib.contextmanager
+def kernels(use_c: bool) -> Iterator[None]:
+    """Run the store's byte-plane and exponent-group code with its C kernels (as
+    loaded: none where the extension is not built) or with the numpy fallback."""
+    saved = planes._kernels, groups._kernels
+    if not use_c:
+        planes._kernels = groups._kernels = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        planes._kernels, groups._kernels = saved

@@ -4,8 +4,6 @@ float tensors, and a header whose groups do not match its base is a clean error.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,25 +13,13 @@ from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 from lineage.errors import CorruptObjectError
-from lineage.store import ObjectStore, checkout, codec, groups, ingest, objects, planes, stats
+from lineage.store import ObjectStore, checkout, codec, groups, ingest, objects, stats
 from lineage.store.dtypes import cast_bits, from_float
 from lineage.store.reader import read_bytes
 
-from .helpers import base_and_fine_tune, same_tree
+from .helpers import base_and_fine_tune, kernels, same_tree
 
 FLOATS = ["F32", "BF16", "F16", "F64"]
-
-
-@contextlib.contextmanager
-def kernels(use_c: bool) -> Iterator[None]:
-    """Run with the C kernels (when built) or with the numpy fallback."""
-    saved = planes._kernels, groups._kernels
-    if not use_c:
-        planes._kernels = groups._kernels = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        planes._kernels, groups._kernels = saved
 
 
 def _tune(values: np.ndarray, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:

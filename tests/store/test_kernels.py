@@ -3,9 +3,7 @@ encoding round-trips through either (property tests)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,18 +13,9 @@ from hypothesis import strategies as st
 from lineage.store import codec, dtypes, planes
 from lineage.store.dtypes import uint_type
 
+from .helpers import kernels
+
 COMPILED = planes._kernels
-
-
-@contextlib.contextmanager
-def kernels(use_c: bool) -> Iterator[None]:
-    """Run with the C kernels (when built) or with the numpy fallback."""
-    saved = planes._kernels
-    planes._kernels = COMPILED if use_c else None
-    try:
-        yield
-    finally:
-        planes._kernels = saved
 
 
 def test_kernels_are_built_in_ci() -> None:
