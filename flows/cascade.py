@@ -66,6 +66,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from lineage.cascade.build import build_plan
+from lineage.cascade.headstart import HeadStart
+from lineage.cascade.headstart import enabled as head_starts_enabled
 from lineage.cascade.history import record_cascade_run
 from lineage.cascade.node import DeriveOutcome, NodeTests
 from lineage.cascade.plan import CascadePlan, PlanNode
@@ -163,6 +165,7 @@ class NodeRun:
     work_s: float = 0.0  # time spent inside the node's tasks (the rest is orchestration)
     compute_s: float = 0.0  # time its steps computed (recipe and tests, measured inside)
     queued_s: float = 0.0  # time its step waited for a free warm worker
+    head_start_s: float = 0.0  # how long its step had run before the flow asked for it
     threads: int | None = None  # the derive step's torch threads
     parents: list[str] = field(default_factory=list)  # the parent refs it was derived on
     # (stage, event, perf_counter): submitted/handled here, began/ended inside the task
@@ -190,6 +193,7 @@ class NodeRun:
             "work_s": round(self.work_s, 4),
             "compute_s": round(self.compute_s, 4),
             "queued_s": round(self.queued_s, 4),
+            "head_start_s": round(self.head_start_s, 4),
             "threads": self.threads,
             "parents": self.parents,
             "trace": [
@@ -248,15 +252,7 @@ class CascadeRun:
         future.add_done_callback(lambda f: self.events.put((model, stage, f)))
 
     def _parent_refs(self, node: PlanNode) -> list[str]:
-        refs = []
-        for parent in node.parents:
-            if parent.source == "plan":
-                new_ref = self.runs[parent.model].new_ref
-                assert new_ref is not None, f"{node.model} started before {parent.model}"
-                refs.append(new_ref)
-            else:
-                refs.append(parent.new_ref or parent.old_ref)
-        return refs
+        return node.parent_refs({model: self.runs[model].new_ref for model in node.plan_parents})
 
     def _submit_derive(self, model: str) -> None:
         run = self.runs[model]
@@ -402,10 +398,11 @@ class CascadeRun:
         value = result.value
         if isinstance(value, DeriveOutcome):
             run.new_ref, run.cached = value.new_ref, value.cached
-            run.compute_s, run.threads, run.queued_s = (
+            run.compute_s, run.threads, run.queued_s, run.head_start_s = (
                 value.compute_s,
                 value.threads,
                 value.queued_s,
+                value.head_start_s,
             )
             if value.already_gated:
                 # A previous run tested and gated this version: gate again (idempotent)
@@ -734,6 +731,10 @@ def cascade_flow(
             warm=warm,
             threads=threads,
         )
+        if pool is not None:
+            # From here on the flow asks for its steps: a head start (`run_cascade`)
+            # that has not started one by now must not start it (nobody would take it).
+            pool.close_early()
         # Children of one parent (every child of the new base) share its checkout.
         with shared_parent_checkouts():
             run.run()
@@ -744,6 +745,8 @@ def cascade_flow(
             "slots": pool.slots if pool is not None else concurrency,
             "threads": threads,
             "replaced": pool.replaced if pool is not None else 0,
+            # Steps started while Prefect started, whose results the flow took.
+            "early": pool.early_taken if pool is not None else 0,
         }
         summary["prefect"] = api.to_dict()
         summary["cascade_run_id"] = record_cascade_run(
@@ -854,6 +857,16 @@ def run_cascade(
         warm_up(runner, concurrency, warm=warm, threads=threads)
         shared.enter_context(shared_parent_checkouts())
         prefetch_parent(lambda: open_workspace(_root_of(workspace)), upstream)
+        if warm and runner in POOLED_RUNNERS and head_starts_enabled():
+            # The first nodes' steps start as soon as a worker is ready; their derive
+            # tasks take the results (closed before the shared checkouts they read).
+            head_start = HeadStart(
+                lambda: open_workspace(_root_of(workspace)),
+                upstream,
+                replaces or None,
+                pool_for(runner, concurrency, threads),
+            )
+            shared.callback(head_start.close)
     # The local server needs more than Prefect's default 20 s to start on a small,
     # busy machine; the heartbeat thread would cost ~1 s per flow run.
     startup = max(STARTUP_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())

@@ -101,6 +101,9 @@ class DeriveOutcome:
     compute_s: float = 0.0
     threads: int | None = None
     queued_s: float = 0.0  # waiting for a free warm worker (other nodes were computing)
+    # How long before this derive began its step began: a cascade's first steps start
+    # while Prefect does (`lineage.cascade.headstart`).
+    head_start_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,7 +154,7 @@ def derive_node(
     """
     from lineage.ops.derive import rederive
 
-    started = time.perf_counter()
+    started, asked = time.perf_counter(), time.monotonic()
     key = cache.node_key(node, parent_refs)
     found = cache.find_derived(workspace, node, parent_refs)
     cached = found is not None
@@ -172,7 +175,11 @@ def derive_node(
     extra = found.extra or {}
     from lineage.steps.pool import WorkerPool
 
-    queued = runner.waited_s() if isinstance(runner, WorkerPool) and not cached else 0.0
+    queued, head_start = 0.0, 0.0
+    if isinstance(runner, WorkerPool) and not cached:
+        queued = runner.waited_s()
+        began = runner.early_began()
+        head_start = 0.0 if began is None else max(0.0, asked - began)
     return DeriveOutcome(
         model=node.model,
         old_ref=node.old_ref,
@@ -189,6 +196,7 @@ def derive_node(
         else float(extra.get("derive_seconds") or 0.0) + (tests.seconds if tests else 0.0),
         threads=extra.get("threads"),
         queued_s=queued,
+        head_start_s=head_start,
     )
 
 

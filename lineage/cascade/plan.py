@@ -21,7 +21,7 @@ and the Prefect flow show and follow the very same plan. The rules:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +69,21 @@ class PlanNode:
     def plan_parents(self) -> list[str]:
         """Models of this plan that must finish before this node can start."""
         return [p.model for p in self.parents if p.source == "plan"]
+
+    def parent_refs(self, made: Mapping[str, str | None]) -> list[str]:
+        """The versions to derive this node on, in its parent order: for a parent this
+        plan re-derives, the version made of it (`made[model]`, which must be known);
+        otherwise the one known at plan time."""
+        refs = []
+        for parent in self.parents:
+            if parent.source == "plan":
+                new_ref = made.get(parent.model)
+                if new_ref is None:
+                    raise ValueError(f"{self.model} started before {parent.model} was made")
+                refs.append(new_ref)
+            else:
+                refs.append(parent.new_ref or parent.old_ref)
+        return refs
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -21,6 +21,14 @@ HOST_MODULES = (
     "lineage.modeltests",
     "lineage.recipes",
     "lineage.recipes.builtin",
+    # What the first commit imports on first use (choosing delta bases).
+    "lineage.store.bases",
+    "lineage.store.similar",
+    "numpy.ma",
+    # What Prefect imports on first use when it creates the flow run (to serialize
+    # its parameters) and calls the flow: a third of a second on its critical path.
+    "fastapi.encoders",
+    "prefect.utilities.visualization",
 )
 
 _started = threading.Event()

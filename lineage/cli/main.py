@@ -7,6 +7,7 @@ into one line on stderr (secrets in URLs masked, control characters escaped).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -120,6 +121,18 @@ def main() -> None:
     """Console-script entry: run the app, map expected errors to exit codes."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        _run_command()
+    finally:
+        # The interpreter's last cyclic collection walks every object that torch,
+        # transformers and Prefect made (about a second at the end of a command that
+        # imported them); the process is ending and its memory goes back to the OS
+        # anyway. atexit handlers, flushing and closing still run as usual.
+        gc.freeze()
+
+
+def _run_command() -> None:
+    """Run the app; map expected errors to exit codes."""
     try:
         cli_command().main(prog_name="lineage", standalone_mode=False)
     except LineageError as exc:

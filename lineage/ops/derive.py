@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lineage.ops.tests import ResolvedTest
     from lineage.recipes import Recipe, TrainingProgress
     from lineage.steps.runners import Runner
+    from lineage.steps.spec import DeriveSpec
     from lineage.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,46 @@ def as_runner(runner: Runner | str | None, progress: TrainingProgress | None = N
     return get_runner(runner)
 
 
+def _checked_request(
+    workspace: Workspace, recipe_id: str, params: dict[str, Any] | None, data: str | None
+) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe and its validated params; the data set is checked too (before any
+    checkout, so bad input costs nothing)."""
+    from lineage.datasets import load_dataset
+
+    recipe = trusted_recipe(workspace, recipe_id)
+    typed = recipe.validate_params(params or {})
+    if data is not None:
+        load_dataset(data)  # DataError now, not after the checkout
+    return recipe, typed.model_dump(mode="json")
+
+
+def _checked_out_step(
+    workspace: Workspace,
+    recipe: Recipe,
+    params: dict[str, Any],
+    parent_refs: Sequence[str],
+    data: str | None,
+    work_dir: Path,
+    tests: Sequence[Mapping[str, Any]],
+) -> DeriveSpec:
+    from lineage.ops.parents import checkout_parent
+    from lineage.steps.spec import DeriveSpec
+
+    parent_dirs = [
+        checkout_parent(workspace, ref, work_dir / f"parent-{i}")
+        for i, ref in enumerate(parent_refs)
+    ]
+    return DeriveSpec(
+        recipe=recipe.id,
+        params=params,
+        parents=tuple(str(p) for p in parent_dirs),
+        data=data,
+        out=str(work_dir / "step"),
+        tests=tuple(tests),
+    )
+
+
 def run_recipe(
     workspace: Workspace,
     recipe_id: str,
@@ -121,27 +162,10 @@ def run_recipe(
     bad input costs nothing. `tests` (`{"name", "kind", "params"}` each) run on the
     new model in the same step, against the first parent.
     """
-    from lineage.datasets import load_dataset
-    from lineage.ops.parents import checkout_parent
-    from lineage.steps.spec import DeriveSpec
-
-    recipe = trusted_recipe(workspace, recipe_id)
-    typed = recipe.validate_params(params or {})
-    if data is not None:
-        load_dataset(data)  # DataError now, not after the checkout
+    recipe, typed = _checked_request(workspace, recipe_id, params, data)
     step_runner = as_runner(runner, progress)
-    parent_dirs = [
-        checkout_parent(workspace, ref, work_dir / f"parent-{i}")
-        for i, ref in enumerate(parent_refs)
-    ]
-    spec = DeriveSpec(
-        recipe=recipe.id,
-        params=typed.model_dump(mode="json"),
-        parents=tuple(str(p) for p in parent_dirs),
-        data=data,
-        out=str(work_dir / "step"),
-        tests=tuple(tests),
-    )
+    spec = _checked_out_step(workspace, recipe, typed, parent_refs, data, work_dir, tests)
+    parent_dirs = [Path(p) for p in spec.parents]
     step = step_runner.run_step(spec)
     if step.model_dir is None:
         raise RecipeError(f"recipe {recipe.id!r}: the {step.runner} step wrote no model")
@@ -273,6 +297,39 @@ def add_from_recipe(
         )
 
 
+def _rederivation(
+    workspace: Workspace, ref: str, parents: Sequence[str]
+) -> tuple[VersionInfo, Recipe, list[str], str | None]:
+    """What re-deriving `ref` on `parents` runs: the old version, its recipe, the
+    pinned parents (its own when none are given) and its data set spec."""
+    old = workspace.resolve(ref)
+    if not old.recipe_id:
+        raise RecipeError(
+            f"{old.ref} was not made by a recipe (added from files), so it cannot be re-derived"
+        )
+    recipe = trusted_recipe(workspace, old.recipe_id)
+    if not parents:
+        parents = [link.ref for link in old.derivation_parents]
+    return old, recipe, _pinned(workspace, parents), (old.extra or {}).get("data")
+
+
+def rederive_step(
+    workspace: Workspace,
+    ref: str,
+    parents: Sequence[str],
+    work_dir: Path,
+    *,
+    tests: Sequence[ResolvedTest] = (),
+) -> DeriveSpec:
+    """The step `rederive` with these arguments runs, its parents checked out under
+    `work_dir`: for a caller that starts it early (a cascade's head start), so that
+    the runner can hand its result to `rederive` (`WorkerPool.run_early`)."""
+    old, recipe, pinned, data = _rederivation(workspace, ref, parents)
+    _, params = _checked_request(workspace, recipe.id, old.recipe_params, data)
+    asked = [t.declaration.to_dict() for t in tests]
+    return _checked_out_step(workspace, recipe, params, pinned, data, work_dir, asked)
+
+
 def rederive(
     workspace: Workspace,
     ref: str,
@@ -295,16 +352,7 @@ def rederive(
     from lineage.ops.parents import offer_checkout
     from lineage.ops.tests import record_outcome
 
-    old = workspace.resolve(ref)
-    if not old.recipe_id:
-        raise RecipeError(
-            f"{old.ref} was not made by a recipe (added from files), so it cannot be re-derived"
-        )
-    recipe = trusted_recipe(workspace, old.recipe_id)
-    if not parents:
-        parents = [link.ref for link in old.derivation_parents]
-    pinned = _pinned(workspace, parents)
-    data = (old.extra or {}).get("data")
+    old, recipe, pinned, data = _rederivation(workspace, ref, parents)
     with tempfile.TemporaryDirectory(prefix="lineage-derive-") as tmp:
         run = run_recipe(
             workspace,

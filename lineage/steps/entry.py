@@ -473,8 +473,9 @@ def check_imports() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m lineage.steps SPEC.json`, `... --check`, or `... --worker CONTROL_DIR`
-    (a warm worker: see `lineage.steps.worker`)."""
+    """`python -m lineage.steps SPEC.json`, `... --check`, `... --worker CONTROL_DIR`
+    (a warm worker: see `lineage.steps.worker`) or `... --zygote` (the process that
+    forks warm workers: see `lineage.steps.zygote`)."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--check"]:
         return check_imports()
@@ -482,7 +483,14 @@ def main(argv: list[str] | None = None) -> int:
         from lineage.steps.worker import serve
 
         return serve(Path(args[1]))
+    if args == ["--zygote"]:
+        from lineage.steps.zygote import serve_forks
+
+        return serve_forks()
     if len(args) != 1:
-        print("usage: python -m lineage.steps SPEC.json | --check | --worker DIR", file=sys.stderr)
+        print(
+            "usage: python -m lineage.steps SPEC.json | --check | --worker DIR | --zygote",
+            file=sys.stderr,
+        )
         return StepExit.BAD_SPEC
     return run(Path(args[0]))

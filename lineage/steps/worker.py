@@ -93,7 +93,8 @@ def runs_only_lineage_code(spec: StepSpec) -> bool:
     return all(test.get("kind") in BUILTIN_TEST_KINDS for test in tests)
 
 
-def _preload() -> float:
+def preload() -> float:
+    """Import what steps need (`PRELOAD` and the built-in recipes); the seconds taken."""
     import importlib
 
     started = time.perf_counter()
@@ -190,7 +191,7 @@ def serve(control: Path, *, lifeline: bool | None = None) -> int:
         _watch_lifeline()
     idle_s = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)
     reload_user_code = os.environ.get(USER_CODE_ENV) == "reload"
-    import_s = _preload()
+    import_s = preload()
     leftovers = _Leftovers()
     write_json_atomically(
         control / READY_FILE, {"pid": os.getpid(), "import_seconds": round(import_s, 3)}

@@ -5,6 +5,9 @@ No engine needed; the docker pool's own tests are in `test_docker_pool.py`.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -119,8 +122,9 @@ def test_user_code_is_imported_afresh_by_the_next_step(pool: ProcessPool, tmp_pa
     assert pool.replaced == 0
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
 def test_thread_count_is_fixed_recorded_and_bit_identical(
-    tiny_parent: Path, tiny_data: Path, tmp_path: Path
+    fork: bool, tiny_parent: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     spec = {
         "action": "derive",
@@ -129,7 +133,7 @@ def test_thread_count_is_fixed_recorded_and_bit_identical(
         "parents": [str(tiny_parent)],
         "data": str(tiny_data),
     }
-    with ProcessPool(slots=1, threads=1) as pool:
+    with ProcessPool(slots=1, threads=1, fork=fork) as pool:
         warm = pool.run_step(parse_spec({**spec, "out": str(tmp_path / "w")}), timeout_s=300)
     cold = ProcessRunner(threads=1).run_step(
         parse_spec({**spec, "out": str(tmp_path / "c")}), timeout_s=300
@@ -166,3 +170,111 @@ def test_a_free_worker_goes_to_the_highest_priority_first(
     for thread in (busy, low, high):
         thread.join(timeout=60)
     assert finished == ["busy", "high", "low"]  # ...but `high` goes first
+
+
+def _parent_and_session(pid: int) -> tuple[int, int]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[3])  # ppid, session id
+
+
+def test_workers_are_forked_from_one_zygote(tmp_path: Path) -> None:
+    with ProcessPool(slots=2, threads=1) as pool:
+        zygote = pool.zygote()
+        assert zygote is not None
+        pids = {int(_probe(pool, tmp_path / name)["pid"]) for name in ("a", "b")}
+        zygote_pid = zygote.process.pid
+        children = Path(f"/proc/{zygote_pid}/task/{zygote_pid}/children").read_text().split()
+        assert pids <= {int(pid) for pid in children} and len(children) == 2
+        for pid in pids:
+            # Forked by the zygote, each in a session of its own (a timeout kills it all).
+            assert _parent_and_session(pid) == (zygote_pid, pid)
+
+
+def test_without_its_zygote_the_pool_starts_subprocesses(pool: ProcessPool, tmp_path: Path) -> None:
+    first = _probe(pool, tmp_path / "a")
+    zygote = pool.zygote()
+    assert zygote is not None
+    os.kill(zygote.process.pid, signal.SIGKILL)
+    zygote.process.wait()
+    # The worker it forked goes on; when it ends, its end is seen without the zygote.
+    assert _probe(pool, tmp_path / "b")["pid"] == first["pid"]
+    with pytest.raises(StepTimeoutError):
+        pool.run_step(
+            parse_spec({"action": "probe", "out": str(tmp_path / "o"), "sleep_s": 600}),
+            timeout_s=2,
+        )
+    replacement = _probe(pool, tmp_path / "c")
+    assert replacement["pid"] != first["pid"] and pool.replaced == 1
+    assert _parent_and_session(int(replacement["pid"]))[0] == os.getpid()  # a subprocess
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _logger() -> tuple[logging.Logger, _Lines]:
+    logger = logging.Logger("test-step-log", logging.INFO)
+    handler = _Lines()
+    logger.addHandler(handler)
+    return logger, handler
+
+
+def test_a_step_started_early_is_taken_by_the_same_step(pool: ProcessPool, tmp_path: Path) -> None:
+    early = tmp_path / "early"
+    pool.run_early(parse_spec({"action": "probe", "out": str(early / "step"), "sleep_s": 0.5}))
+    logger, seen = _logger()
+    asked = tmp_path / "asked"
+    result = pool.run_step(
+        parse_spec({"action": "probe", "out": str(asked), "sleep_s": 0.5}), logger=logger
+    )
+    assert pool.early_taken == 1
+    # Its output moved to the folder the caller named; its log went to the caller's.
+    assert result.out_dir == asked and (asked / "result.json").is_file()
+    assert list((early / "step").iterdir()) == []
+    assert any("step probe starting" in line for line in seen.lines)
+    assert any("step probe done" in line for line in seen.lines)
+    pool.forget_early(early)
+
+
+def test_a_different_step_does_not_take_an_early_one(pool: ProcessPool, tmp_path: Path) -> None:
+    early = tmp_path / "early"
+    pool.run_early(parse_spec({"action": "probe", "out": str(early / "step"), "sleep_s": 0.3}))
+    other = _probe(pool, tmp_path / "other", sleep_s=0.1)  # not the same step: its own run
+    assert pool.early_taken == 0 and other["pid"]
+    (forgotten,) = pool.forget_early(early)  # nobody took it
+    forgotten.done.wait(timeout=60)
+    assert (early / "step" / "result.json").is_file()
+    # Forgotten: the same step now runs afresh.
+    _probe(pool, tmp_path / "again", sleep_s=0.3)
+    assert pool.early_taken == 0
+
+
+def test_an_early_step_failure_reaches_the_step_that_takes_it(
+    pool: ProcessPool, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "fails.py").write_text(
+        "def derive(parents, params, data, out_dir):\n    raise RuntimeError('no good')\n"
+    )
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    spec = {
+        "action": "derive",
+        "recipe": "fails:derive",
+        "parents": [str(parent)],
+        "code": [str(code)],
+    }
+    pool.run_early(parse_spec({**spec, "out": str(tmp_path / "early" / "step")}))
+    with pytest.raises(StepFailedError, match="no good"):
+        pool.run_step(parse_spec({**spec, "out": str(tmp_path / "asked")}), timeout_s=60)
+    assert pool.early_taken == 1
+    # Taken once: a retry runs the step itself.
+    with pytest.raises(StepFailedError, match="no good"):
+        pool.run_step(parse_spec({**spec, "out": str(tmp_path / "retry")}), timeout_s=60)
+    assert pool.early_taken == 1

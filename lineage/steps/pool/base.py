@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from lineage.steps.runners.base import (
     StepResult,
     check_spec,
     read_outcome,
+    step_logger,
 )
 from lineage.steps.runners.errors import OutOfMemoryError, RunnerError, StepTimeoutError
 from lineage.steps.spec import StepSpec
@@ -84,6 +85,42 @@ class Ending:
     exit_code: int
     reusable: bool  # the worker can take another step
     oom: bool = False
+
+
+@dataclass
+class EarlyStep:
+    """A step started before anyone asked for its result (`WorkerPool.run_early`)."""
+
+    spec: StepSpec  # as checked: absolute output folder, thread count
+    records: list[logging.LogRecord]  # its output, logged when the result is taken
+    done: threading.Event
+    began: float | None = None  # time.monotonic() when a worker took it
+    result: StepResult | None = None
+    error: BaseException | None = None
+
+
+def _step_key(spec: StepSpec) -> str:
+    """What makes two steps the same step: everything but the output folder."""
+    fields = spec.to_json()
+    fields.pop("out", None)
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _keeping_logger(records: list[logging.LogRecord]) -> logging.Logger:
+    """A logger of its own (not in the logging tree) that keeps what it is given."""
+    logger = logging.Logger("lineage.steps.early", logging.INFO)
+    logger.propagate = False
+    logger.addHandler(_Keep(records))
+    return logger
 
 
 class Worker(ABC):
@@ -249,14 +286,19 @@ class WorkerPool(Runner):
         self._waiting: list[tuple[float, int]] = []  # (-priority, ticket) of waiting threads
         self._tickets = itertools.count()
         self.replaced = 0  # workers started to replace one that could not go on
+        self._early: dict[str, EarlyStep] = {}  # started early, result not yet taken
+        self.early_taken = 0  # steps whose early run's result a `run_step` took
+        self._early_open = True  # until `close_early`
         if prestart:
             self._prestart()
 
     def _prestart(self) -> None:
         """Start the workers: at once as many as leave a core free (importing torch is
         CPU-bound, and the host has its own start-up to do meanwhile), then the others
-        one by one, each when the one before is ready."""
-        at_once = min(self.slots, max(1, (os.cpu_count() or 1) - 1))
+        one by one, each when the one before is ready; all at once if they share one
+        import."""
+        cores_left = max(1, (os.cpu_count() or 1) - 1)
+        at_once = self.slots if self.imports_once() else min(self.slots, cores_left)
         first = [self._start() for _ in range(at_once)]
         self._free = [*first, *([None] * (self.slots - at_once))]
         if at_once < self.slots:
@@ -287,6 +329,11 @@ class WorkerPool(Runner):
         """A slot's share of the cores: what a worker's libraries may size their own
         thread pools to, and a container's CPU limit (at least `threads`)."""
         return self._threads or max(1, (os.cpu_count() or 1) // self.slots)
+
+    def imports_once(self) -> bool:
+        """Whether the workers share one import of torch & co. (forked from a process
+        that made it): then starting them all at once costs no more than starting one."""
+        return False
 
     @abstractmethod
     def new_worker(self) -> Worker:
@@ -369,8 +416,78 @@ class WorkerPool(Runner):
         timeout_s: float | None = None,
         logger: StepLogger | None = None,
     ) -> StepResult:
-        """Run the step on a free warm worker; see `Runner.run_step`."""
+        """Run the step on a free warm worker; see `Runner.run_step`. If the same step
+        (all but its output folder) was started early (`run_early`), its result is
+        taken instead: its output moves to this step's folder, its log to `logger`."""
         checked = check_spec(spec, self.threads)
+        with self._cond:
+            early = self._early.pop(_step_key(checked), None)
+        if early is not None:
+            return self._take_early(early, checked, logger)
+        return self._run_checked(checked, timeout_s, logger)
+
+    def run_early(self, spec: StepSpec, *, priority: float = 0.0) -> bool:
+        """Start `spec` now, in the background, for a `run_step` of the same step that
+        will come (a cascade starts its first steps while Prefect starts): that call
+        then waits for this run and takes its result (`EarlyStep`). No timeout applies.
+        A step started early that nobody takes is left to `forget_early`; after
+        `close_early`, nothing is started. Whether it was started."""
+        checked = check_spec(spec, self.threads)
+        early = EarlyStep(checked, [], threading.Event())
+        with self._cond:
+            if self._closed or not self._early_open or _step_key(checked) in self._early:
+                return False
+            self._early[_step_key(checked)] = early
+
+        def run() -> None:
+            asked = time.monotonic()
+            try:
+                with self.prioritized(priority):
+                    early.result = self._run_checked(checked, None, _keeping_logger(early.records))
+            except BaseException as exc:  # handed to the caller that takes the result
+                early.error = exc
+            finally:
+                early.began = asked + self.waited_s()
+                early.done.set()
+
+        threading.Thread(target=run, name="early-step", daemon=True).start()
+        return True
+
+    def close_early(self) -> None:
+        """Start no more early steps (those started are still taken): the caller now
+        asks for its steps itself, and one started later might never be taken."""
+        with self._cond:
+            self._early_open = False
+
+    def forget_early(self, under: Path) -> list[EarlyStep]:
+        """Drop the early steps whose output folder is under `under` that nobody took;
+        they may still run (their folders are the caller's to remove once they end)."""
+        with self._cond:
+            mine = [key for key, e in self._early.items() if Path(e.spec.out).is_relative_to(under)]
+            return [self._early.pop(key) for key in mine]
+
+    def _take_early(
+        self, early: EarlyStep, checked: StepSpec, logger: StepLogger | None
+    ) -> StepResult:
+        early.done.wait()
+        self._waits.seconds = 0.0
+        self._waits.early_began = early.began
+        self.early_taken += 1
+        log = logger or step_logger()
+        for record in early.records:
+            log.info(record.msg, *(record.args if isinstance(record.args, tuple) else ()))
+        if early.error is not None:
+            raise early.error
+        assert early.result is not None
+        out = Path(checked.out)
+        for item in Path(early.spec.out).iterdir():
+            os.replace(item, out / item.name)
+        return replace(early.result, out_dir=out)
+
+    def _run_checked(
+        self, checked: StepSpec, timeout_s: float | None, logger: StepLogger | None
+    ) -> StepResult:
+        self._waits.early_began = None
         tail = LogTail.for_step(checked.action, logger)
         started = time.monotonic()
         worker = self._acquire()
@@ -410,6 +527,11 @@ class WorkerPool(Runner):
             seconds=seconds,
             log_tail=list(tail.lines),
         )
+
+    def early_began(self) -> float | None:
+        """When (`time.monotonic()`) the step of the calling thread's last `run_step`
+        began, if it took a step started early (`run_early`); else None."""
+        return getattr(self._waits, "early_began", None)
 
     def waited_s(self) -> float:
         """How long the calling thread's last step waited for a free (and ready)
