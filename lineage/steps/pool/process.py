@@ -126,8 +126,14 @@ class ProcessWorker(Worker):
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
-        if not self._killed:
-            self._spawn()
+        try:
+            if not self._killed:
+                self._spawn()
+                return
+        except OSError as exc:  # seen by the pool as a worker that exited while starting
+            self._between_steps.append(f"cannot start a worker: {exc}")
+        self._code = -1
+        self._forked.set()
 
     def exited(self, code: int) -> None:
         self._code = code
