@@ -78,7 +78,7 @@ from lineage.ops.parents import prefetch_parent, shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
 from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
-from lineage.tracking.prefect_server import STARTUP_TIMEOUT_S
+from lineage.tracking.prefect_server import STARTUP_TIMEOUT_S, LocalPrefectServer
 from tasks.common import Timed, open_workspace
 from tasks.derive import derive_task
 from tasks.gate import gate_task
@@ -786,13 +786,25 @@ def _configured_api() -> PrefectApi:
     return PrefectApi(str(PREFECT_API_URL.value() or ""), False, 0.0)
 
 
+def start_local_server() -> LocalPrefectServer | None:
+    """Without a configured API, this process's local Prefect server, started now if
+    it is not yet (`ensure_prefect_api` waits for it); None with one."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    from lineage.tracking.prefect_server import local_server
+
+    if PREFECT_API_URL.value():
+        return None
+    return local_server(get_current_settings().to_environment_variables(exclude_unset=True))
+
+
 def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
     """The configured Prefect API (nothing is started), else a local Prefect server
     (`lineage.tracking.prefect_server`), started once per process; and how long the
     start took."""
-    from prefect.settings import PREFECT_API_URL, get_current_settings
+    from prefect.settings import PREFECT_API_URL
 
-    from lineage.tracking.prefect_server import local_server, started_server
+    from lineage.tracking.prefect_server import started_server
 
     configured = PREFECT_API_URL.value()
     if configured:
@@ -800,8 +812,10 @@ def ensure_prefect_api(startup_timeout_s: int) -> PrefectApi:
         if early is not None:
             early.stop()  # a profile names an API after all: the early start was not needed
         return PrefectApi(str(configured), False, 0.0)
-    # Started here now, or earlier by the CLI (`local_server()`) while it imported Prefect.
-    server = local_server(get_current_settings().to_environment_variables(exclude_unset=True))
+    # Started here now, or earlier: by `run_cascade` first thing, or by the CLI while it
+    # imported Prefect.
+    server = start_local_server()
+    assert server is not None
     first_use = server.startup_s is None
     startup_s = server.wait_ready(startup_timeout_s)
     return PrefectApi(server.api_url, True, startup_s if first_use else 0.0)
@@ -850,6 +864,9 @@ def run_cascade(
 
     kind = resolve_task_runner(task_runner, dask_address, dask_workers)
     chosen = build_task_runner(kind, dask_address=dask_address, dask_workers=dask_workers)
+    # The local server's start-up (CPU-bound) is the longest thing the flow waits for:
+    # it starts first, the workers' imports and the head start alongside.
+    start_local_server()
     shared = contextlib.ExitStack()
     if kind == "thread":
         # The workers and this process import torch & co. while Prefect's server starts,

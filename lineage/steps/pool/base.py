@@ -293,12 +293,11 @@ class WorkerPool(Runner):
             self._prestart()
 
     def _prestart(self) -> None:
-        """Start the workers: at once as many as leave a core free (importing torch is
-        CPU-bound, and the host has its own start-up to do meanwhile), then the others
-        one by one, each when the one before is ready; all at once if they share one
-        import."""
-        cores_left = max(1, (os.cpu_count() or 1) - 1)
-        at_once = self.slots if self.imports_once() else min(self.slots, cores_left)
+        """Start the workers: at once as many as there are cores (importing torch is
+        CPU-bound: more at once only slows the first), then the others one by one,
+        each when the one before is ready; all at once if they share one import."""
+        cores = os.cpu_count() or 1
+        at_once = self.slots if self.imports_once() else min(self.slots, cores)
         first = [self._start() for _ in range(at_once)]
         self._free = [*first, *([None] * (self.slots - at_once))]
         if at_once < self.slots:
