@@ -8,6 +8,10 @@ the pipe on its stdin closes, so a host killed with SIGKILL leaves no worker beh
 Isolation is that of the process runner: a separate process, nothing more; so a worker
 goes on after a step that ran user code, having forgotten that code's modules (the
 next step imports them afresh), instead of retiring as a container does.
+
+Where the platform allows (`can_fork`), a worker is forked from the pool's zygote
+(`lineage.steps.zygote`, `Zygote` here) instead: the same loop, environment, session,
+temp folder and lifeline, without importing torch & co. again.
 """
 
 from __future__ import annotations
