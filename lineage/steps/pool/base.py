@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -471,7 +472,8 @@ class WorkerPool(Runner):
         early.done.wait()
         self._waits.seconds = 0.0
         self._waits.early_began = early.began
-        self.early_taken += 1
+        with self._cond:
+            self.early_taken += 1
         log = logger or step_logger()
         for record in early.records:
             log.info(record.msg, *(record.args if isinstance(record.args, tuple) else ()))
@@ -480,7 +482,7 @@ class WorkerPool(Runner):
         assert early.result is not None
         out = Path(checked.out)
         for item in Path(early.spec.out).iterdir():
-            os.replace(item, out / item.name)
+            shutil.move(item, out / item.name)  # a rename, unless another file system
         return replace(early.result, out_dir=out)
 
     def _run_checked(
