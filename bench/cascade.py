@@ -21,7 +21,9 @@ p95; targets < 2 s process, < 3 s docker), the makespan and makespan / max(criti
 path of step compute, total compute / slots) (target <= 1.3x). The first steps start
 while Prefect starts (a head start): the makespan is the flow's, against the bound of
 the compute left for it; a strict line counts from the first step's start instead
-(`LINEAGE_HEAD_START=0`: no head starts).
+(`LINEAGE_HEAD_START=0`: no head starts). Without `PREFECT_API_URL`, a throwaway start
+of the local server first makes Prefect's database in the bench's new `PREFECT_HOME`
+(as a user's second cascade finds it), as `--table` does.
 
     python bench/cascade.py --real --runner process --slots 2
     python bench/cascade.py --real --runner docker --slots 2
