@@ -348,7 +348,9 @@ def report_real(plan: Any, summary: dict[str, Any], slots: int, flow_wall: float
         n = next(x for x in nodes if x["model"] == node.model)
         m = node.model
         task = _task_seconds(n)
-        host = task.get("derive", 0.0) - left[m] - queued[m]
+        # The derive task waited for what its step had not computed when it began.
+        host = task.get("derive", 0.0) - max(0.0, compute[m] - n.get("head_start_s", 0.0))
+        host -= queued[m]
         gate = task.get("gate", 0.0) + task.get("test", 0.0)
         print(
             f"{m:8} {node.recipe_id:9} {compute[m]:7.2f}s {before[m]:5.2f}s "

@@ -66,7 +66,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from lineage.cascade.build import build_plan
-from lineage.cascade.headstart import HeadStart
+from lineage.cascade.headstart import HeadStart, child_head_starts
 from lineage.cascade.headstart import enabled as head_starts_enabled
 from lineage.cascade.history import record_cascade_run
 from lineage.cascade.node import DeriveOutcome, NodeTests
@@ -77,10 +77,16 @@ from lineage.ops.derive import DERIVABLE_KINDS
 from lineage.ops.parents import prefetch_parent, shared_parent_checkouts
 from lineage.ops.promote import GateOutcome
 from lineage.render.plan import describe_plan, node_tests_label
-from lineage.steps.pool import POOLED_RUNNERS, close_shared_pools, pool_for, step_threads
+from lineage.steps.pool import (
+    POOLED_RUNNERS,
+    WorkerPool,
+    close_shared_pools,
+    pool_for,
+    step_threads,
+)
 from lineage.tracking.prefect_server import STARTUP_TIMEOUT_S, LocalPrefectServer
 from tasks.common import Timed, open_workspace
-from tasks.derive import derive_task
+from tasks.derive import announced_as, derive_task
 from tasks.gate import gate_task
 from tasks.test import test_task
 
@@ -218,8 +224,10 @@ class CascadeRun:
         cascade_id: str = "",
         warm: bool = True,
         threads: int | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.plan = plan
+        self.pool = pool  # the warm workers, told of each derive before it is submitted
         self.root = workspace_root
         self.runner = runner
         self.warm = warm
@@ -482,6 +490,10 @@ class CascadeRun:
                 _, _, model = heapq.heappop(ready)
                 if self.runs[model].status != "pending":
                     continue
+                if self.pool is not None:
+                    # Tasks start at once: the next free worker goes to the highest
+                    # priority, not to the task that happens to reach the pool first.
+                    self.pool.expect(announced_as(self.cascade_id, model), self.priority[model])
                 self._submit_derive(model)
                 in_flight += 1
             if in_flight == 0:
@@ -730,13 +742,18 @@ def cascade_flow(
             cascade_id=f"{plan.replaces}->{plan.upstream}",
             warm=warm,
             threads=threads,
+            pool=pool,
         )
         if pool is not None:
             # From here on the flow asks for its steps: a head start (`run_cascade`)
             # that has not started one by now must not start it (nobody would take it).
             pool.close_early()
-        # Children of one parent (every child of the new base) share its checkout.
-        with shared_parent_checkouts():
+        # Children of one parent (every child of the new base) share its checkout; a
+        # node's children start their steps while it is committed.
+        with (
+            shared_parent_checkouts(),
+            child_head_starts(lambda: open_workspace(root), plan, pool),
+        ):
             run.run()
         summary = run.summary()
         summary["workers"] = {

@@ -9,6 +9,7 @@ import time
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from lineage.cascade.headstart import children_starter
 from lineage.cascade.node import DeriveOutcome, derive_node, track_derive, track_tests
 from lineage.cascade.plan import PlanNode
 from lineage.steps.pool import WorkerPool, runner_for
@@ -18,6 +19,12 @@ from tasks.common import Timed, flow_run_id, open_workspace, retry_if_transient
 # Our own derive cache makes the task idempotent; Prefect's input hashing would only
 # cost time, hence NO_CACHE. No tags: each tag costs a concurrency-slot API call per
 # task run (see flows/cascade.py).
+def announced_as(cascade_id: str, model: str) -> str:
+    """The key a cascade announces a node's step under (`WorkerPool.expect`) before it
+    submits the node's derive task, which claims it."""
+    return f"{cascade_id}/{model}"
+
+
 @task(
     name="derive",
     retries=2,
@@ -48,11 +55,18 @@ def derive_task(
     workspace = open_workspace(workspace_root)
     step_runner = runner_for(runner, warm=warm, threads=threads)
     with (
-        step_runner.prioritized(priority)
+        step_runner.prioritized(priority, announced_as(cascade_id, node.model))
         if isinstance(step_runner, WorkerPool)
         else contextlib.nullcontext()
     ):
-        outcome = derive_node(workspace, node, parent_refs, runner=step_runner, message=message)
+        outcome = derive_node(
+            workspace,
+            node,
+            parent_refs,
+            runner=step_runner,
+            message=message,
+            on_step_done=children_starter(node.model),
+        )
     warnings = []
     if track and not outcome.cached:
         run_id = flow_run_id()

@@ -15,16 +15,25 @@ the early run's result and output instead of running it again; its output lines 
 to that task run's log then. A node found in the derive cache, or whose step differs
 by the time the flow asks, is not affected: the flow runs what it runs without a
 head start, and an early step nobody took is thrown away at the end.
+
+`ChildHeadStarts` does the same inside the flow for a node's children: a child needs
+its parent's files, not its parent's commit, so when a node's step is done (and its
+tests passed) the children it alone holds back start their steps on the folder the
+step wrote (`ops.parents.settle_output`) while the node is committed and gated; the
+child's derive task takes the result later. A child blocked by a failed gate never
+asks: its early step is thrown away.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,17 +124,126 @@ class HeadStart:
 
     def close(self) -> None:
         """Forget the early steps the flow did not take (it failed, or found a node
-        done) and remove the folders, at once or, for steps still running, when they
-        end: the caller does not wait for work nobody wants."""
+        done) and remove their folders (`_forget`)."""
         self._thread.join()
-        running = [early for early in self.pool.forget_early(self._work) if not early.done.is_set()]
-        if not running:
-            shutil.rmtree(self._work, ignore_errors=True)
-            return
+        _forget(self.pool, self._work)
 
-        def remove_when_done() -> None:
-            for early in running:
-                early.done.wait()
-            shutil.rmtree(self._work, ignore_errors=True)
 
-        threading.Thread(target=remove_when_done, name="head-start-cleanup", daemon=True).start()
+def _forget(pool: WorkerPool, work: Path) -> None:
+    """Forget the early steps under `work` that nobody took and remove `work`, at once
+    or, with steps still running, when they end: nobody waits for work nobody wants."""
+    running = [early for early in pool.forget_early(work) if not early.done.is_set()]
+    if not running:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+
+    def remove_when_done() -> None:
+        for early in running:
+            early.done.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    threading.Thread(target=remove_when_done, name="head-start-cleanup", daemon=True).start()
+
+
+class ChildHeadStarts:
+    """Start children's steps when their parent's step is done (see the module
+    docstring); `close` forgets what nobody took and removes its folders."""
+
+    def __init__(
+        self, open_workspace: Callable[[], Workspace], plan: CascadePlan, pool: WorkerPool
+    ) -> None:
+        self.pool = pool
+        self.started: list[str] = []  # children whose step was started early
+        self._open_workspace = open_workspace
+        self._nodes = {node.model: node for node in plan.to_derive}
+        self._children = plan.children()
+        self._priority = plan.priorities()
+        self._work = Path(tempfile.mkdtemp(prefix="lineage-child-starts-"))
+        self._lock = threading.Lock()
+
+    def hook(self, model: str) -> Callable[[Path], None] | None:
+        """What `rederive(on_step_done=...)` of `model` calls with its step's folder:
+        None when no child waits for `model` alone (a merge of two re-derived nodes
+        waits for both commits)."""
+        children = [
+            child
+            for child in self._children.get(model, [])
+            if self._nodes[child].plan_parents == [model]
+        ]
+        if not children:
+            return None
+        return functools.partial(self._start_in_background, model, children)
+
+    def _start_in_background(self, model: str, children: list[str], folder: Path) -> None:
+        # The parent's commit goes on at once; the children's specs read the graph.
+        threading.Thread(
+            target=self._start,
+            args=(model, children, folder),
+            name="lineage-child-starts",
+            daemon=True,
+        ).start()
+
+    def _start(self, model: str, children: list[str], folder: Path) -> None:
+        from lineage.ops.derive import rederive_step_on
+        from lineage.ops.parents import checkout_parent
+
+        workspace = self._open_workspace()
+        placeholder = f"\0{model}"  # where the parent's new version goes in the order
+        for child in sorted(children, key=lambda c: -self._priority[c]):
+            node = self._nodes[child]
+            try:
+                refs = node.parent_refs({model: placeholder})
+                folders = [
+                    folder
+                    if ref == placeholder
+                    else checkout_parent(workspace, ref, self._work / child / f"parent-{i}")
+                    for i, ref in enumerate(refs)
+                ]
+                # The tests that apply along the version it replaces: the same models
+                # (and declarations) as along the new parent, which is not committed yet.
+                old_parents = node.parent_refs({model: self._nodes[model].old_ref})
+                spec = rederive_step_on(
+                    workspace,
+                    node.old_ref,
+                    folders,
+                    self._work / child,
+                    tests=node_tests(workspace, child, old_parents),
+                )
+                if self.pool.run_early(spec, priority=self._priority[child], anytime=True):
+                    with self._lock:
+                        self.started.append(child)
+            except Exception as exc:  # its derive task runs the step itself
+                log.debug("no head start for %s: %s", child, exc)
+
+    def close(self) -> None:
+        """Forget the children's early steps nobody took (a failed gate blocked them,
+        or they were found done) and remove their folders (`_forget`)."""
+        _forget(self.pool, self._work)
+
+
+_active: ChildHeadStarts | None = None
+
+
+@contextmanager
+def child_head_starts(
+    open_workspace: Callable[[], Workspace], plan: CascadePlan, pool: WorkerPool | None
+) -> Iterator[None]:
+    """Inside, the derive tasks of this process start their children's steps early
+    (`children_starter`); with no pool, or head starts off, nothing changes."""
+    global _active
+    if pool is None or not enabled():
+        yield
+        return
+    starts = ChildHeadStarts(open_workspace, plan, pool)
+    _active = starts
+    try:
+        yield
+    finally:
+        _active = None
+        starts.close()
+
+
+def children_starter(model: str) -> Callable[[Path], None] | None:
+    """For `rederive(on_step_done=...)` of `model` inside `child_head_starts`."""
+    active = _active
+    return None if active is None else active.hook(model)

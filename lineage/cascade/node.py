@@ -9,7 +9,7 @@ that already point at the version alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ from lineage.errors import (
 from lineage.ops.promote import GateOutcome, gate
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from lineage.ops.tests import ResolvedTest
     from lineage.records import VersionInfo
     from lineage.steps.runners import Runner
@@ -143,6 +145,7 @@ def derive_node(
     runner: Runner | str | None = None,
     message: str = "",
     with_tests: bool = True,
+    on_step_done: Callable[[Path], None] | None = None,
 ) -> DeriveOutcome:
     """Re-derive `node` on `parent_refs` and commit it, unless that was already done.
 
@@ -151,6 +154,7 @@ def derive_node(
     With `with_tests`, the node's tests run in the derive step too, on the model it
     just made, and their results are stored on the new version (`tests` of the
     outcome); a version found in the derive cache is not re-tested here.
+    `on_step_done` is `rederive`'s (a cascade starts the children's steps then).
     """
     from lineage.ops.derive import rederive
 
@@ -168,6 +172,7 @@ def derive_node(
             runner=runner,
             message=message or f"cascade: re-derived on {', '.join(parent_refs)}",
             tests=resolved,
+            on_step_done=on_step_done,
         )
         workspace.graph.remember_derivation(key, found.id)
         if with_tests:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,22 +118,28 @@ def _checked_request(
     return recipe, typed.model_dump(mode="json")
 
 
-def _checked_out_step(
-    workspace: Workspace,
+def _parent_checkouts(
+    workspace: Workspace, parent_refs: Sequence[str], work_dir: Path
+) -> list[Path]:
+    """The folders a step reads its parents from (`ops.parents.checkout_parent`)."""
+    from lineage.ops.parents import checkout_parent
+
+    return [
+        checkout_parent(workspace, ref, work_dir / f"parent-{i}")
+        for i, ref in enumerate(parent_refs)
+    ]
+
+
+def _step_spec(
     recipe: Recipe,
     params: dict[str, Any],
-    parent_refs: Sequence[str],
+    parent_dirs: Sequence[Path],
     data: str | None,
     work_dir: Path,
     tests: Sequence[Mapping[str, Any]],
 ) -> DeriveSpec:
-    from lineage.ops.parents import checkout_parent
     from lineage.steps.spec import DeriveSpec
 
-    parent_dirs = [
-        checkout_parent(workspace, ref, work_dir / f"parent-{i}")
-        for i, ref in enumerate(parent_refs)
-    ]
     return DeriveSpec(
         recipe=recipe.id,
         params=params,
@@ -164,8 +170,8 @@ def run_recipe(
     """
     recipe, typed = _checked_request(workspace, recipe_id, params, data)
     step_runner = as_runner(runner, progress)
-    spec = _checked_out_step(workspace, recipe, typed, parent_refs, data, work_dir, tests)
-    parent_dirs = [Path(p) for p in spec.parents]
+    parent_dirs = _parent_checkouts(workspace, parent_refs, work_dir)
+    spec = _step_spec(recipe, typed, parent_dirs, data, work_dir, tests)
     step = step_runner.run_step(spec)
     if step.model_dir is None:
         raise RecipeError(f"recipe {recipe.id!r}: the {step.runner} step wrote no model")
@@ -302,15 +308,19 @@ def _rederivation(
 ) -> tuple[VersionInfo, Recipe, list[str], str | None]:
     """What re-deriving `ref` on `parents` runs: the old version, its recipe, the
     pinned parents (its own when none are given) and its data set spec."""
+    old, recipe = _old_recipe(workspace, ref)
+    if not parents:
+        parents = [link.ref for link in old.derivation_parents]
+    return old, recipe, _pinned(workspace, parents), (old.extra or {}).get("data")
+
+
+def _old_recipe(workspace: Workspace, ref: str) -> tuple[VersionInfo, Recipe]:
     old = workspace.resolve(ref)
     if not old.recipe_id:
         raise RecipeError(
             f"{old.ref} was not made by a recipe (added from files), so it cannot be re-derived"
         )
-    recipe = trusted_recipe(workspace, old.recipe_id)
-    if not parents:
-        parents = [link.ref for link in old.derivation_parents]
-    return old, recipe, _pinned(workspace, parents), (old.extra or {}).get("data")
+    return old, trusted_recipe(workspace, old.recipe_id)
 
 
 def rederive_step(
@@ -327,7 +337,26 @@ def rederive_step(
     old, recipe, pinned, data = _rederivation(workspace, ref, parents)
     _, params = _checked_request(workspace, recipe.id, old.recipe_params, data)
     asked = [t.declaration.to_dict() for t in tests]
-    return _checked_out_step(workspace, recipe, params, pinned, data, work_dir, asked)
+    parent_dirs = _parent_checkouts(workspace, pinned, work_dir)
+    return _step_spec(recipe, params, parent_dirs, data, work_dir, asked)
+
+
+def rederive_step_on(
+    workspace: Workspace,
+    ref: str,
+    parent_dirs: Sequence[Path],
+    work_dir: Path,
+    *,
+    tests: Sequence[ResolvedTest] = (),
+) -> DeriveSpec:
+    """`rederive_step` on parent folders instead of versions: the step `rederive` runs
+    once the versions those folders hold are committed (a cascade starts a child's
+    step while its parent's commit runs; the folders come from `on_step_done`)."""
+    old, recipe = _old_recipe(workspace, ref)
+    data = (old.extra or {}).get("data")
+    _, params = _checked_request(workspace, recipe.id, old.recipe_params, data)
+    asked = [t.declaration.to_dict() for t in tests]
+    return _step_spec(recipe, params, parent_dirs, data, work_dir, asked)
 
 
 def rederive(
@@ -339,6 +368,7 @@ def rederive(
     message: str = "",
     progress: TrainingProgress | None = None,
     tests: Sequence[ResolvedTest] = (),
+    on_step_done: Callable[[Path], None] | None = None,
 ) -> VersionInfo:
     """Re-run `ref`'s recipe (same params and data spec) on `parents`; commit the
     result as the next version of `ref`'s model.
@@ -347,9 +377,13 @@ def rederive(
     in the same step, on the model it just made; their results are stored on the new
     version as `lineage test` stores them. If they could not run there, nothing is
     stored and the caller runs them the usual way (`ops.tests.run_tests`).
+
+    `on_step_done` is called with the folder the new version's files are in when the
+    step has made them and its tests (if any) passed, before the commit: the folder
+    the new version's children will read (`ops.parents.settle_output`).
     """
     from lineage.ops.add import commit
-    from lineage.ops.parents import offer_checkout
+    from lineage.ops.parents import offer_checkout, settle_output
     from lineage.ops.tests import record_outcome
 
     old, recipe, pinned, data = _rederivation(workspace, ref, parents)
@@ -374,6 +408,11 @@ def rederive(
                 old.data_fingerprint[:12],
                 (run.data_fingerprint or "")[:12],
             )
+        run.model_dir = settle_output(run.model_dir)
+        if on_step_done is not None and all(
+            outcome.get("passed") for outcome in run.test_outcomes or []
+        ):
+            on_step_done(run.model_dir)
         version = commit(
             workspace,
             old.model,

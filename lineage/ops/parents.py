@@ -8,8 +8,11 @@ Inside `shared_parent_checkouts()`, `checkout_parent` checks each version out on
 makes the folder read-only and hands the same folder to every step that reads it;
 two steps that need it at once wait for one checkout. A node re-derived in the
 cascade hands its step's output folder over once committed (`offer_checkout`): its
-children read that, and nothing is checked out for them. Outside it (a single `lineage
-add --recipe`, a Dask worker process), each step gets its own checkout as before.
+children read that, and nothing is checked out for them. The folder moves to where
+its children will read it as soon as the step ends (`settle_output`), before the
+commit, so a child's step can start on it while the commit runs
+(`lineage.cascade.headstart.ChildHeadStarts`). Outside it (a single `lineage add
+--recipe`, a Dask worker process), each step gets its own checkout as before.
 
 The folder is read-only to the steps by its permissions; a recipe is code the
 workspace trusts (`lineage trust`), and the docker runner mounts parents read-only.
@@ -23,6 +26,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,10 +69,26 @@ class _SharedCheckouts:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
+    def settle(self, folder: Path) -> Path:
+        """Move a step's output `folder` below the root (made read-only), where it stays
+        until the end: the folder its children will read, known before its commit.
+        `folder` itself if it cannot move (another file system, say)."""
+        target = self.root / f"step-{uuid.uuid4().hex}"
+        try:
+            os.rename(folder, target)
+        except OSError:
+            return folder
+        _set_modes(target, file_mode=_READ_ONLY_FILE, dir_mode=_READ_ONLY_DIR)
+        return target
+
     def adopt(self, key: str, folder: Path) -> None:
-        """Take `folder` (moved, made read-only) as the checkout of manifest `key`."""
+        """Take `folder` (moved, unless `settle` put it below the root already, and made
+        read-only) as the checkout of manifest `key`."""
         with self._lock_of(key):
             if key in self._done:
+                return
+            if folder.parent == self.root:
+                self._done[key] = folder  # settled: children may already read it there
                 return
             target = self.root / key
             try:
@@ -119,6 +139,16 @@ def shared_parent_checkouts() -> Iterator[None]:
             with _active_guard:
                 _active = None
             owner.close()
+
+
+def settle_output(folder: Path) -> Path:
+    """Inside `shared_parent_checkouts()`, move a step's output `folder` (about to be
+    committed, then offered with `offer_checkout`) to the folder its children will
+    read, and return that; outside, or for a LoRA adapter (never offered), `folder`."""
+    shared = _active
+    if shared is None or (folder / "adapter_config.json").exists():
+        return folder
+    return shared.settle(folder)
 
 
 def offer_checkout(manifest_id: str, folder: Path) -> None:

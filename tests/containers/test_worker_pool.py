@@ -172,6 +172,38 @@ def test_a_free_worker_goes_to_the_highest_priority_first(
     assert finished == ["busy", "high", "low"]  # ...but `high` goes first
 
 
+def test_an_announced_step_of_higher_priority_is_waited_for(
+    pool: ProcessPool, tmp_path: Path
+) -> None:
+    """A cascade announces its ready nodes in priority order before their tasks start:
+    a lower-priority step that reaches the free worker first leaves it to the
+    announced one; an announcement that never comes lapses."""
+    import threading
+
+    _probe(pool, tmp_path / "warm")  # the worker is up, and free
+    finished: list[str] = []
+
+    def run(name: str, priority: float, key: str | None = None) -> None:
+        with pool.prioritized(priority, key):
+            _probe(pool, tmp_path / name)
+        finished.append(name)
+
+    pool.expect("cascade/high", 5.0)
+    low = threading.Thread(target=run, args=("low", 1.0))
+    low.start()
+    time.sleep(0.3)  # `low` asked first, for a free worker...
+    assert not finished
+    high = threading.Thread(target=run, args=("high", 5.0, "cascade/high"))
+    high.start()
+    for thread in (low, high):
+        thread.join(timeout=60)
+    assert finished == ["high", "low"]  # ...which went to the announced step
+
+    pool.expect("cascade/never", 9.0)  # its task never comes (it failed, say)
+    run("alone", 1.0)
+    assert finished[-1] == "alone"
+
+
 def _parent_and_session(pid: int) -> tuple[int, int]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[1]), int(fields[3])  # ppid, session id

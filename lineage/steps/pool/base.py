@@ -59,6 +59,10 @@ READY_TIMEOUT_S = 300.0
 POLL_S = 0.01
 #: How often a waiting host checks that the worker is still alive.
 LIVENESS_S = 0.25
+#: How long a step announced with `WorkerPool.expect` holds back steps of lower
+#: priority: enough for its task to reach the pool (milliseconds, or a shared parent
+#: checkout), short enough that a free worker does not idle long if it never does.
+EXPECT_S = 1.0
 
 
 def step_threads(slots: int, cores: int | None = None) -> int:
@@ -285,6 +289,8 @@ class WorkerPool(Runner):
         self._closed = False
         self._waits = threading.local()
         self._waiting: list[tuple[float, int]] = []  # (-priority, ticket) of waiting threads
+        # Steps announced but not yet asked for (`expect`): key -> (priority, deadline).
+        self._expected: dict[str, tuple[float, float]] = {}
         self._tickets = itertools.count()
         self.replaced = 0  # workers started to replace one that could not go on
         self._early: dict[str, EarlyStep] = {}  # started early, result not yet taken
@@ -348,17 +354,24 @@ class WorkerPool(Runner):
 
     def _acquire(self) -> Worker:
         """A free worker for the calling thread; among threads that wait, the one with
-        the highest priority (`prioritized`) goes first, then the earliest."""
-        ticket = (-float(getattr(self._waits, "priority", 0.0)), next(self._tickets))
+        the highest priority (`prioritized`) goes first, then the earliest; a step of
+        higher priority that was announced (`expect`) and has not asked yet is waited
+        for (at most `EXPECT_S`)."""
+        priority = float(getattr(self._waits, "priority", 0.0))
+        ticket = (-priority, next(self._tickets))
         with self._cond:
             heapq.heappush(self._waiting, ticket)
             try:
-                while not (self._free and self._waiting[0] == ticket):
+                while True:
                     if self._closed:
                         raise RunnerError("the worker pool is closed")
-                    self._cond.wait()
-                if self._closed:
-                    raise RunnerError("the worker pool is closed")
+                    if self._free and self._waiting[0] == ticket:
+                        held_back = self._outranked_for(priority)
+                        if held_back is None:
+                            break
+                        self._cond.wait(held_back)
+                    else:
+                        self._cond.wait()
             finally:
                 self._waiting.remove(ticket)
                 heapq.heapify(self._waiting)
@@ -388,15 +401,49 @@ class WorkerPool(Runner):
             self._cond.notify_all()
 
     @contextmanager
-    def prioritized(self, priority: float) -> Iterator[None]:
+    def prioritized(self, priority: float, key: str | None = None) -> Iterator[None]:
         """Steps the calling thread runs inside get a free worker before those of
-        lower priority (the cascade gives the node on the critical path the most)."""
-        previous = getattr(self._waits, "priority", 0.0)
-        self._waits.priority = priority
+        lower priority (the cascade gives the node on the critical path the most).
+
+        `key` names the step announced with `expect(key, ...)`: its announcement ends
+        when the thread asks for a step, or at the latest when this block ends (a
+        node found in the derive cache asks for none)."""
+        previous = getattr(self._waits, "priority", 0.0), getattr(self._waits, "key", None)
+        self._waits.priority, self._waits.key = priority, key
         try:
             yield
         finally:
-            self._waits.priority = previous
+            self._arrived()
+            self._waits.priority, self._waits.key = previous
+
+    def expect(self, key: str, priority: float) -> None:
+        """Announce a step of `priority` that a thread will soon ask for, inside
+        `prioritized(priority, key)`: until it asks (or `EXPECT_S` has passed), no step
+        of lower priority takes a free worker. A scheduler that starts several tasks
+        at once announces them in its order, so the first to reach the pool is not
+        simply the first served (a cascade's critical path would lose its worker to
+        a node that merely started faster)."""
+        with self._cond:
+            self._expected[key] = (priority, time.monotonic() + EXPECT_S)
+
+    def _arrived(self) -> None:
+        """The calling thread asks for its step now: its announcement has done its job."""
+        key = getattr(self._waits, "key", None)
+        if key is None:
+            return
+        with self._cond:
+            if self._expected.pop(key, None) is not None:
+                self._cond.notify_all()
+
+    def _outranked_for(self, priority: float) -> float | None:
+        """None if a free worker is left over for a step of `priority` once every
+        announced step of higher priority has one (under the lock); else how long until
+        the soonest of those announcements lapses."""
+        now = time.monotonic()
+        for key in [k for k, (_, deadline) in self._expected.items() if deadline <= now]:
+            del self._expected[key]
+        lapses = [d for p, d in self._expected.values() if p > priority]
+        return min(lapses) - now if len(lapses) >= len(self._free) else None
 
     def _replace(self, worker: Worker) -> Worker | None:
         """Stop a worker that cannot go on; start its successor now (it warms up while
@@ -420,22 +467,29 @@ class WorkerPool(Runner):
         (all but its output folder) was started early (`run_early`), its result is
         taken instead: its output moves to this step's folder, its log to `logger`."""
         checked = check_spec(spec, self.threads)
+        self._arrived()
         with self._cond:
             early = self._early.pop(_step_key(checked), None)
         if early is not None:
-            return self._take_early(early, checked, logger)
+            return self._take_early(early, checked, logger, time.monotonic())
         return self._run_checked(checked, timeout_s, logger)
 
-    def run_early(self, spec: StepSpec, *, priority: float = 0.0) -> bool:
+    def run_early(self, spec: StepSpec, *, priority: float = 0.0, anytime: bool = False) -> bool:
         """Start `spec` now, in the background, for a `run_step` of the same step that
-        will come (a cascade starts its first steps while Prefect starts): that call
-        then waits for this run and takes its result (`EarlyStep`). No timeout applies.
-        A step started early that nobody takes is left to `forget_early`; after
-        `close_early`, nothing is started. Whether it was started."""
+        will come (a cascade starts its first steps while Prefect starts, and a node's
+        children while the node is committed): that call then waits for this run and
+        takes its result (`EarlyStep`). No timeout applies. A step started early that
+        nobody takes is left to `forget_early`; after `close_early`, nothing is started
+        unless `anytime` (the caller knows the step will be asked for, or forgets it).
+        Whether it was started."""
         checked = check_spec(spec, self.threads)
         early = EarlyStep(checked, [], threading.Event())
         with self._cond:
-            if self._closed or not self._early_open or _step_key(checked) in self._early:
+            if (
+                self._closed
+                or not (self._early_open or anytime)
+                or _step_key(checked) in self._early
+            ):
                 return False
             self._early[_step_key(checked)] = early
 
@@ -467,10 +521,13 @@ class WorkerPool(Runner):
             return [self._early.pop(key) for key in mine]
 
     def _take_early(
-        self, early: EarlyStep, checked: StepSpec, logger: StepLogger | None
+        self, early: EarlyStep, checked: StepSpec, logger: StepLogger | None, asked: float
     ) -> StepResult:
         early.done.wait()
-        self._waits.seconds = 0.0
+        # Queued: only for as long as the early run still waited for a worker after
+        # this step was asked for (before that, nobody was waiting).
+        began = early.began if early.began is not None else asked
+        self._waits.seconds = max(0.0, began - asked)
         self._waits.early_began = early.began
         with self._cond:
             self.early_taken += 1
