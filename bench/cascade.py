@@ -465,7 +465,11 @@ def table_main(args: argparse.Namespace) -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     steps = str(args.steps)
-    with tempfile.TemporaryDirectory(prefix="lineage-bench-table-") as tmp:
+    # With tracking on, the background MLflow writer may still be writing into the
+    # workspace while it is removed: what it leaves is not the bench's concern.
+    with tempfile.TemporaryDirectory(
+        prefix="lineage-bench-table-", ignore_cleanup_errors=True
+    ) as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         ws = root / "ws"
