@@ -72,7 +72,10 @@ class _SharedCheckouts:
     def settle(self, folder: Path) -> Path:
         """Move a step's output `folder` below the root (made read-only), where it stays
         until the end: the folder its children will read, known before its commit.
-        `folder` itself if it cannot move (another file system, say)."""
+        `folder` itself if it cannot move (another file system, say) or holds a link
+        (not yet refused: the commit refuses it, with its own error)."""
+        if _holds_links(folder):
+            return folder
         target = self.root / f"step-{uuid.uuid4().hex}"
         try:
             os.rename(folder, target)
@@ -101,6 +104,14 @@ class _SharedCheckouts:
     def close(self) -> None:
         _set_modes(self.root, file_mode=0o644, dir_mode=0o755)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _holds_links(root: Path) -> bool:
+    """Whether anything below `root` is a symbolic link (never followed)."""
+    for folder, dirs, files in os.walk(root):
+        if any(os.path.islink(os.path.join(folder, name)) for name in [*dirs, *files]):
+            return True
+    return False
 
 
 def _set_modes(root: Path, *, file_mode: int, dir_mode: int) -> None:

@@ -9,8 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lineage.ops.add import add
-from lineage.ops.parents import checkout_parent, offer_checkout, shared_parent_checkouts
+from lineage.ops.parents import (
+    checkout_parent,
+    offer_checkout,
+    settle_output,
+    shared_parent_checkouts,
+)
 from lineage.testing import same_model_files
 
 
@@ -73,3 +80,30 @@ def test_a_committed_step_output_is_its_childrens_parent_folder(
         assert adapter.exists()
     offer_checkout(version.manifest_id, adapter)  # outside a cascade: nothing happens
     assert adapter.exists()
+
+
+def test_an_output_settles_where_its_children_read_it_unless_it_holds_a_link(
+    sqlite_workspace: Any, tiny_weights: Any, tmp_path: Path
+) -> None:
+    """Before its commit a step's output moves to the folder its children will read;
+    one holding a link stays where it is, for the commit to refuse with its own error."""
+    from lineage.errors import LineageError
+
+    source = tiny_weights(0)
+    step_out = tmp_path / "step"
+    shutil.copytree(source, step_out)
+    linked = tmp_path / "linked"
+    shutil.copytree(source, linked)
+    (linked / "secret.json").symlink_to(tmp_path / "elsewhere.json")
+    assert settle_output(step_out) == step_out  # outside a cascade: nothing happens
+    with shared_parent_checkouts():
+        settled = settle_output(step_out)
+        assert settled != step_out and not step_out.exists()
+        assert all(stat.S_IMODE(p.stat().st_mode) & 0o222 == 0 for p in settled.rglob("*"))
+        version = add(sqlite_workspace, "ft", source=settled)
+        offer_checkout(version.manifest_id, settled)
+        assert checkout_parent(sqlite_workspace, "ft@1", tmp_path / "own") == settled
+        assert settle_output(linked) == linked and (linked / "secret.json").is_symlink()
+        with pytest.raises(LineageError, match="link"):
+            add(sqlite_workspace, "bad", source=linked)
+    assert not settled.exists()  # removed with the cascade
