@@ -160,6 +160,7 @@ class ChildHeadStarts:
         self._priority = plan.priorities()
         self._work = Path(tempfile.mkdtemp(prefix="lineage-child-starts-"))
         self._lock = threading.Lock()
+        self._closed = False  # by `close`: a hook called later starts nothing
 
     def hook(self, model: str) -> Callable[[Path], None] | None:
         """What `rederive(on_step_done=...)` of `model` calls with its step's folder:
@@ -187,11 +188,11 @@ class ChildHeadStarts:
         from lineage.ops.derive import rederive_step_on
         from lineage.ops.parents import checkout_parent
 
-        workspace = self._open_workspace()
         placeholder = f"\0{model}"  # where the parent's new version goes in the order
         for child in sorted(children, key=lambda c: -self._priority[c]):
             node = self._nodes[child]
             try:
+                workspace = self._open_workspace()
                 refs = node.parent_refs({model: placeholder})
                 folders = [
                     folder
@@ -209,15 +210,19 @@ class ChildHeadStarts:
                     self._work / child,
                     tests=node_tests(workspace, child, old_parents),
                 )
-                if self.pool.run_early(spec, priority=self._priority[child], anytime=True):
-                    with self._lock:
+                with self._lock:  # atomic with `close`: each step started is forgotten
+                    if self._closed:
+                        return
+                    if self.pool.run_early(spec, priority=self._priority[child], anytime=True):
                         self.started.append(child)
             except Exception as exc:  # its derive task runs the step itself
                 log.debug("no head start for %s: %s", child, exc)
 
     def close(self) -> None:
         """Forget the children's early steps nobody took (a failed gate blocked them,
-        or they were found done) and remove their folders (`_forget`)."""
+        or they were found done) and remove their folders (`_forget`); start no more."""
+        with self._lock:
+            self._closed = True
         _forget(self.pool, self._work)
 
 
