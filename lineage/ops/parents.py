@@ -116,15 +116,17 @@ def _holds_links(root: Path) -> bool:
 
 def _set_modes(root: Path, *, file_mode: int, dir_mode: int) -> None:
     """Modes of every file and folder below `root` (folders last when locking, first
-    when unlocking, so the walk can always enter them)."""
+    when unlocking, so the walk can always enter them). Links are left alone: chmod
+    would change what they point to (Linux cannot chmod a link itself)."""
     unlocking = dir_mode & stat.S_IWUSR
     if unlocking:
         os.chmod(root, dir_mode)
     for folder, dirs, files in os.walk(root, topdown=bool(unlocking)):
-        for name in files:
-            os.chmod(os.path.join(folder, name), file_mode, follow_symlinks=False)
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), dir_mode)
+        for names, mode in ((files, file_mode), (dirs, dir_mode)):
+            for name in names:
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):
+                    os.chmod(path, mode)
     if not unlocking:
         os.chmod(root, dir_mode)
 

@@ -107,3 +107,26 @@ def test_an_output_settles_where_its_children_read_it_unless_it_holds_a_link(
         with pytest.raises(LineageError, match="link"):
             add(sqlite_workspace, "bad", source=linked)
     assert not settled.exists()  # removed with the cascade
+
+
+def test_making_a_folder_read_only_leaves_what_its_links_point_to_alone(
+    sqlite_workspace: Any, tiny_weights: Any, tmp_path: Path
+) -> None:
+    """A step's output the commit takes may hold a link where ingest never looks (in
+    `.cache/`); offering it to the children must not chmod what the link points to."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("mine")
+    step_out = tmp_path / "step"
+    shutil.copytree(tiny_weights(0), step_out)
+    (step_out / ".cache").mkdir()
+    (step_out / ".cache" / "folder").symlink_to(outside)
+    (step_out / ".cache" / "file").symlink_to(outside / "notes.txt")
+    version = add(sqlite_workspace, "ft", source=step_out)
+    with shared_parent_checkouts():
+        offer_checkout(version.manifest_id, step_out)
+        shared = checkout_parent(sqlite_workspace, "ft@1", tmp_path / "own")
+        assert (shared / ".cache" / "folder").is_symlink()
+        assert stat.S_IMODE((shared / "config.json").stat().st_mode) & 0o222 == 0
+    assert stat.S_IMODE(outside.stat().st_mode) & 0o200
+    assert stat.S_IMODE((outside / "notes.txt").stat().st_mode) & 0o200
