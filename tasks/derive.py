@@ -16,15 +16,15 @@ from lineage.steps.pool import WorkerPool, runner_for
 from tasks.common import Timed, flow_run_id, open_workspace, retry_if_transient
 
 
-# Our own derive cache makes the task idempotent; Prefect's input hashing would only
-# cost time, hence NO_CACHE. No tags: each tag costs a concurrency-slot API call per
-# task run (see flows/cascade.py).
 def announced_as(cascade_id: str, model: str) -> str:
     """The key a cascade announces a node's step under (`WorkerPool.expect`) before it
     submits the node's derive task, which claims it."""
     return f"{cascade_id}/{model}"
 
 
+# Our own derive cache makes the task idempotent; Prefect's input hashing would only
+# cost time, hence NO_CACHE. No tags: each tag costs a concurrency-slot API call per
+# task run (see flows/cascade.py).
 @task(
     name="derive",
     retries=2,
