@@ -72,9 +72,14 @@ class _SharedCheckouts:
     def settle(self, folder: Path) -> Path:
         """Move a step's output `folder` below the root (made read-only), where it stays
         until the end: the folder its children will read, known before its commit.
-        `folder` itself if it cannot move (another file system, say) or holds a link
-        (not yet refused: the commit refuses it, with its own error)."""
-        if _holds_links(folder):
+        `folder` itself if it cannot move (another file system, say) or the commit
+        will refuse it (a link, a pickle: it does so with its own error)."""
+        from lineage.errors import WeightsError
+        from lineage.store.sources import check_weights_source
+
+        try:
+            check_weights_source(folder)
+        except WeightsError:
             return folder
         target = self.root / f"step-{uuid.uuid4().hex}"
         try:
@@ -104,14 +109,6 @@ class _SharedCheckouts:
     def close(self) -> None:
         _set_modes(self.root, file_mode=0o644, dir_mode=0o755)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _holds_links(root: Path) -> bool:
-    """Whether anything below `root` is a symbolic link (never followed)."""
-    for folder, dirs, files in os.walk(root):
-        if any(os.path.islink(os.path.join(folder, name)) for name in [*dirs, *files]):
-            return True
-    return False
 
 
 def _set_modes(root: Path, *, file_mode: int, dir_mode: int) -> None:
