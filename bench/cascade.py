@@ -386,6 +386,7 @@ def report_real(plan: Any, summary: dict[str, Any], slots: int, flow_wall: float
         f"{prefect.get('startup_s', 0):.1f}s, planning, artifacts); workers: "
         f"{workers.get('runner')} warm={workers.get('warm')} slots={workers.get('slots')} "
         f"threads={workers.get('threads')} replaced={workers.get('replaced')} "
+        f"pinned={','.join(workers.get('pinned') or []) or 'no'} "
         f"started early={workers.get('early')}"
     )
     _print_gaps(nodes)

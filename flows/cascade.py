@@ -762,6 +762,8 @@ def cascade_flow(
             "slots": pool.slots if pool is not None else concurrency,
             "threads": threads,
             "replaced": pool.replaced if pool is not None else 0,
+            # Each worker's own cores (`lineage.steps.pool.placement`), if pinned.
+            "pinned": pool.pinned() if pool is not None else [],
             # Steps started while Prefect started, whose results the flow took.
             "early": pool.early_taken if pool is not None else 0,
         }

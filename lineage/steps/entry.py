@@ -323,6 +323,8 @@ def run_probe(spec: ProbeSpec) -> dict[str, Any]:
         "pid": os.getpid(),
         "hostname": socket.gethostname(),  # a container's id
     }
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores the step may run on
+        report["cores"] = sorted(os.sched_getaffinity(0))
     try:
         import pwd
 

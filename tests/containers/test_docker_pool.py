@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lineage.steps.pool.docker import DockerPool
+from lineage.steps.pool.placement import CpuPlacement, format_cpuset, parse_cpuset
 from lineage.steps.runners import ProcessRunner
 from lineage.steps.runners.errors import OutOfMemoryError, StepTimeoutError
 from lineage.steps.spec import parse_spec
@@ -63,6 +64,9 @@ def test_warm_container_is_isolated_and_reused(
     # What the step wrote is in its real output folder, owned by the host user.
     assert (out_root / "b" / "result.json").stat().st_uid == os.geteuid()
     assert docker_pool.replaced == 0
+    # The slot's container runs on a core of its own, the one the pool reports.
+    assert len(first["cores"]) == 1
+    assert docker_pool.pinned() == [format_cpuset(first["cores"])]
 
 
 def test_no_step_sees_another_steps_files(
@@ -130,6 +134,55 @@ def test_timeout_and_oom_replace_the_container(docker_pool: DockerPool, out_root
     after_oom = _probe(docker_pool, out_root / "c")
     assert after_oom["hostname"] not in (before["hostname"], after_timeout["hostname"])
     assert docker_pool.replaced == 2
+    # Each replacement took over the slot's cores from the container it replaced.
+    assert after_timeout["cores"] == after_oom["cores"] == before["cores"]
+    assert docker_pool.pinned() == [format_cpuset(before["cores"])]
+
+
+def test_pools_on_one_engine_share_out_its_cores(
+    docker_engine: Any, task_image: Any, run_label: dict[str, str], leftovers: Any
+) -> None:
+    cores = int(docker_engine.info()["NCPU"])
+    if cores < 2:
+        pytest.skip("needs an engine with at least 2 cores")
+
+    def pool(threads: int) -> DockerPool:
+        made = DockerPool(slots=1, threads=threads, image=task_image.tag, labels=run_label)
+        pools.append(made)
+        return made
+
+    pools: list[DockerPool] = []
+    try:
+        first, rest = pool(1), pool(cores - 1)
+        # Each pool's container is pinned to cores the other's is not: every core once.
+        taken = [parse_cpuset(cpuset) for made in (first, rest) for cpuset in made.pinned()]
+        assert sorted(core for cpuset in taken for core in cpuset) == list(range(cores))
+        for container in leftovers():
+            held = parse_cpuset(container.attrs["HostConfig"]["CpusetCpus"])
+            assert held in taken
+        # No core is left for a third pool: the kernel places its container.
+        assert pool(1).pinned() == []
+    finally:
+        for made in pools:
+            made.close()
+    assert not leftovers()
+
+
+def test_cores_the_engine_refuses_leave_the_workers_unpinned(
+    docker_engine: Any, task_image: Any, run_label: dict[str, str], leftovers: Any, out_root: Path
+) -> None:
+    pool = DockerPool(slots=1, threads=1, prestart=False, image=task_image.tag, labels=run_label)
+    try:
+        # As on an engine whose cpuset is narrower than its core count: the set the
+        # placement offers (core 4095) is refused, and the worker starts unpinned.
+        pool._placement = CpuPlacement(engine_cores=4096, taken=set(range(4095)), slots=1, cpus=1)
+        seen = _probe(pool, out_root / "a")
+        assert len(seen["cores"]) == int(docker_engine.info()["NCPU"])
+        assert pool.pinned() == []
+        assert pool.replaced == 0
+    finally:
+        pool.close()
+    assert not leftovers()
 
 
 def test_warm_container_derive_is_bit_identical_to_a_subprocess(

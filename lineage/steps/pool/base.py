@@ -336,6 +336,10 @@ class WorkerPool(Runner):
         thread pools to, and a container's CPU limit (at least `threads`)."""
         return self._threads or max(1, (os.cpu_count() or 1) // self.slots)
 
+    def pinned(self) -> list[str]:
+        """The core sets the workers are pinned to now (none: the kernel places them)."""
+        return []
+
     def imports_once(self) -> bool:
         """Whether the workers share one import of torch & co. (forked from a process
         that made it): then starting them all at once costs no more than starting one."""

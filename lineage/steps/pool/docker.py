@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lineage.steps.engine import connect
 from lineage.steps.pool.base import Worker, WorkerPool
+from lineage.steps.pool.placement import CpuPlacement, parse_cpuset, pinning_enabled
 from lineage.steps.runners.base import LogTail, StepResult
 from lineage.steps.runners.docker import (
     STEP_LABEL,
@@ -88,6 +89,27 @@ def remove_orphans(client: DockerClient) -> int:
                 container.remove(force=True)
                 removed += 1
     return removed
+
+
+def engine_cpus(client: DockerClient) -> int:
+    """How many cores the engine has (0 if it will not say)."""
+    try:
+        return int(client.info().get("NCPU") or 0)
+    except Exception:
+        return 0
+
+
+def pinned_cores(client: DockerClient) -> set[int]:
+    """The cores that running worker containers (of any process) are pinned to."""
+    cores: set[int] = set()
+    try:
+        running = client.containers.list(filters={"label": WORKER_LABEL, "status": "running"})
+    except Exception:
+        return cores
+    for container in running:
+        host_config = container.attrs.get("HostConfig") or {}
+        cores |= parse_cpuset(str(host_config.get("CpusetCpus") or ""))
+    return cores
 
 
 def _link_file(source: Path, target: Path, uid: int, gid: int) -> None:
@@ -142,6 +164,7 @@ class DockerWorker(Worker):
         image: Image,
         user: str,
         cpus: float,
+        placement: CpuPlacement,
     ) -> None:
         super().__init__(cpu_share)
         self.settings = settings
@@ -151,6 +174,8 @@ class DockerWorker(Worker):
         uid, _, gid = user.partition(":")
         self.uid, self.gid = int(uid), int(gid or uid)
         self.cpus = cpus
+        self.placement = placement
+        self.cpuset: str | None = None
         self.root: Path | None = None
         self.container: Container | None = None
         self._state: dict[str, Any] = {}
@@ -172,26 +197,52 @@ class DockerWorker(Worker):
             Mount("/in", str(self.root / "in"), type="bind", read_only=True),
             Mount("/out", str(self.root / "out"), type="bind", read_only=False),
         ]
-        threads = str(self.cpu_share)
+        # A core set of its own where the engine has cores to spare (`placement`).
+        self.cpuset = self.placement.take()
         try:
-            self.container = self.client.containers.create(
-                self.image.id,  # by id: the digest we report is exactly what ran
-                command=["--worker", "/control"],
-                user=self.user,
-                mounts=mounts,
-                labels={**self.settings.labels, STEP_LABEL: "worker", WORKER_LABEL: owner_label()},
-                detach=True,
-                **self.settings.isolation(
-                    self.cpus, {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-                ),
-            )
-            self.container.start()
+            try:
+                self._start_container(mounts)
+            except Exception as exc:
+                if self.cpuset is None:
+                    raise
+                log.info(
+                    "the engine would not pin a worker to cores %s (%s): workers run unpinned",
+                    self.cpuset,
+                    getattr(exc, "explanation", exc),
+                )
+                self._remove_container()
+                self.placement.refused()
+                self.cpuset = None
+                self._start_container(mounts)
         except Exception as exc:
             self.stop()
             raise RunnerError(
                 f"the Docker engine refused a worker container: {getattr(exc, 'explanation', exc)}"
             ) from exc
         threading.Thread(target=self._pump, name="worker-logs", daemon=True).start()
+
+    def _start_container(self, mounts: list[Any]) -> None:
+        threads = str(self.cpu_share)
+        pinned = {"cpuset_cpus": self.cpuset} if self.cpuset is not None else {}
+        self.container = self.client.containers.create(
+            self.image.id,  # by id: the digest we report is exactly what ran
+            command=["--worker", "/control"],
+            user=self.user,
+            mounts=mounts,
+            labels={**self.settings.labels, STEP_LABEL: "worker", WORKER_LABEL: owner_label()},
+            detach=True,
+            **self.settings.isolation(
+                self.cpus, {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+            ),
+            **pinned,
+        )
+        self.container.start()
+
+    def _remove_container(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.remove(force=True)
+            self.container = None
 
     def _pump(self) -> None:
         assert self.container is not None
@@ -231,9 +282,9 @@ class DockerWorker(Worker):
                 self.container.kill()
 
     def stop(self) -> None:
-        if self.container is not None:
-            with contextlib.suppress(Exception):
-                self.container.remove(force=True)
+        self._remove_container()
+        self.placement.give_back(self.cpuset)
+        self.cpuset = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -317,11 +368,37 @@ class DockerPool(WorkerPool):
         if removed:
             log.info("removed %d worker container(s) left by a process that is gone", removed)
         self._cpus = cpus
+        self._placement: CpuPlacement | None = None
+        self._placement_lock = threading.Lock()  # workers start on several threads
         super().__init__(slots, threads=threads, prestart=prestart)
 
+    def _worker_cpus(self) -> float:
+        return self._cpus if self._cpus is not None else float(self.cpu_share)
+
+    @property
+    def placement(self) -> CpuPlacement:
+        """The slots' core sets, worked out on first use (the thread count is known)."""
+        with self._placement_lock:
+            if self._placement is None:
+                engine_cores, taken = 0, set[int]()
+                if pinning_enabled():
+                    engine_cores, taken = engine_cpus(self.client), pinned_cores(self.client)
+                self._placement = CpuPlacement(engine_cores, taken, self.slots, self._worker_cpus())
+            return self._placement
+
     def new_worker(self) -> Worker:
-        cpus = self._cpus if self._cpus is not None else float(self.cpu_share)
-        return DockerWorker(self.cpu_share, self.settings, self.client, self.image, self.user, cpus)
+        return DockerWorker(
+            self.cpu_share,
+            self.settings,
+            self.client,
+            self.image,
+            self.user,
+            self._worker_cpus(),
+            self.placement,
+        )
+
+    def pinned(self) -> list[str]:
+        return self.placement.held()
 
     def _result(
         self,
