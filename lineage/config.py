@@ -14,6 +14,19 @@ CONFIG_FILE = "config.toml"
 WORKSPACE_ENV = "LINEAGE_WORKSPACE"
 
 
+def switched_on(name: str) -> bool:
+    """Whether the on/off switch `$name` is on: unset or anything but 0/false/no/off
+    (every `LINEAGE_*` switch reads the same way).
+
+    >>> import os
+    >>> os.environ["LINEAGE_EXAMPLE_SWITCH"] = "off"
+    >>> switched_on("LINEAGE_EXAMPLE_SWITCH"), switched_on("LINEAGE_UNSET_SWITCH")
+    (False, True)
+    >>> del os.environ["LINEAGE_EXAMPLE_SWITCH"]
+    """
+    return os.environ.get(name, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
 @dataclass
 class WorkspaceConfig:
     """Settings of one workspace. Empty strings mean "the embedded default"."""

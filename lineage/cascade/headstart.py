@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from lineage.cascade import cache
 from lineage.cascade.build import build_plan
 from lineage.cascade.node import node_tests
+from lineage.config import switched_on
 
 if TYPE_CHECKING:
     from lineage.cascade.plan import CascadePlan, PlanNode
@@ -55,7 +56,7 @@ ENV = "LINEAGE_HEAD_START"
 
 def enabled() -> bool:
     """Whether cascades give their first steps a head start (`$LINEAGE_HEAD_START`)."""
-    return os.environ.get(ENV, "1") != "0"
+    return switched_on(ENV)
 
 
 def first_nodes(plan: CascadePlan, slots: int) -> list[PlanNode]:

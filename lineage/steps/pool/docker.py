@@ -211,7 +211,7 @@ class DockerWorker(Worker):
                     getattr(exc, "explanation", exc),
                 )
                 self._remove_container()
-                self.placement.refused()
+                self.placement.refused(self.cpuset)
                 self.cpuset = None
                 self._start_container(mounts)
         except Exception as exc:

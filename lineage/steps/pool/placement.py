@@ -18,16 +18,17 @@ pinned and the kernel places them, as before.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Iterable
+
+from lineage.config import switched_on
 
 #: `LINEAGE_PIN_WORKERS=0` leaves the worker containers' placement to the kernel.
 ENV = "LINEAGE_PIN_WORKERS"
 
 
 def pinning_enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    return switched_on(ENV)
 
 
 def parse_cpuset(text: str) -> set[int]:
@@ -80,6 +81,7 @@ class CpuPlacement:
                 format_cpuset(free[i * per_worker : (i + 1) * per_worker]) for i in range(slots)
             ]
         self._held: list[str] = []
+        self._refused = False
 
     def take(self) -> str | None:
         """A free core set for a new worker, or None: that worker is not pinned."""
@@ -95,13 +97,16 @@ class CpuPlacement:
         with self._lock:
             if cpuset is not None and cpuset in self._held:
                 self._held.remove(cpuset)
-                self._free.insert(0, cpuset)
+                if not self._refused:
+                    self._free.insert(0, cpuset)
 
-    def refused(self) -> None:
-        """The engine cannot pin here (a restricted cpuset): pin no worker from now on."""
+    def refused(self, cpuset: str) -> None:
+        """The engine would not pin a worker to `cpuset` (a restricted cpuset): that
+        worker runs unpinned, and so does every worker started from now on."""
         with self._lock:
+            self._refused = True
             self._free.clear()
-            self._held.clear()
+        self.give_back(cpuset)
 
     def held(self) -> list[str]:
         """The core sets of the workers pinned now."""
